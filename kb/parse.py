@@ -1,0 +1,658 @@
+"""Markdown troubleshooting documents -> `Entry`s.
+
+The token stream of markdown-it-py gives the structure (headings, lists, fences, tables) with source
+line maps, so a `#` inside a code fence is code, not a heading, and every entry keeps the lines it
+came from. Each document's style is detected from its headings:
+
+- catalog: numbered `## N. Title` problems with Symptoms / Suggested Next Steps;
+- guide:   `### Problem` headings grouped under `## Section`s, a Quick Diagnosis table whose symptom
+           phrases link to sections, and a Quick Checklist;
+- run:     a run analysis with `### Problem N: …` root causes and `#### Fix N.M: …` fixes;
+- audit:   `### N. Issue STATUS` headings with Root Cause / Fixes Applied / Status;
+- generic: any other markdown — the heading level that carries most of the content.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from markdown_it import MarkdownIt
+
+from kb.models import Entry, KBError, Provenance
+from kb.text import repair_mojibake, slugify, strip_symbols
+
+MAX_DOCUMENT_BYTES = 5 * 1024 * 1024  # a troubleshooting guide is kilobytes; 5 MB is already generous
+
+STATUS_WORDS = ("PARTIALLY FIXED", "NEEDS MORE DATA", "EXPECTED WITH LIMITED DATA", "NOT FIXED", "FIXED", "OPEN", "WONTFIX", "RESOLVED", "IN PROGRESS")
+
+# Labels (bold lead-ins like `**Symptoms**:`) -> Entry field. Labels not listed stay in the body only.
+LABEL_FIELDS: dict[str, str] = {
+    "symptoms": "symptoms",
+    "symptom": "symptoms",
+    "common causes": "causes",
+    "causes": "causes",
+    "cause": "causes",
+    "why it fails": "causes",
+    "problem": "causes",
+    "root cause": "root_cause",
+    "suggested next steps": "steps",
+    "next steps": "steps",
+    "fixes": "steps",
+    "fix": "steps",
+    "fixes applied": "steps",
+    "potential fixes": "steps",
+    "fix required": "steps",
+    "our fix options": "steps",
+    "solution": "steps",
+    "solutions": "steps",
+    "recommendation": "steps",
+    "fallback": "steps",
+    "implementation": "steps",
+    "experiment": "steps",
+    "improvement": "steps",
+    "improvements": "steps",
+    "diagnosis steps": "diagnosis",
+    "diagnosis": "diagnosis",
+    "evidence": "evidence",
+    "event timeline": "evidence",
+    "impact": "evidence",
+    "current status": "evidence",
+    "current": "evidence",
+    "key observations": "evidence",
+    "rationale": "rationale",
+    "benefit": "rationale",
+    "hypothesis": "rationale",
+    "expected outcome": "expected",
+    "expected": "expected",
+    "success criteria": "expected",
+    "result": "expected",
+    "status": "status",
+    "see also": "see_also",
+}
+
+
+@dataclass
+class Block:
+    kind: str  # label | list | code | para | table | quote
+    start: int  # 0-based first line
+    end: int  # 0-based line after the block
+    text: str = ""
+    label: str = ""
+    items: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)  # (text, href)
+
+
+@dataclass
+class Heading:
+    level: int
+    raw: str  # inline markdown as written (repaired)
+    line: int  # 0-based
+    end: int = 0  # 0-based line after the section (next heading of the same or higher level)
+
+    @property
+    def text(self) -> str:
+        return inline_text(self.raw)
+
+
+@dataclass
+class ParsedDocument:
+    source: str
+    file: str
+    style: str
+    title: str
+    entries: list[Entry]
+    checklist: list[str] = field(default_factory=list)
+
+
+_MD = MarkdownIt("commonmark").enable("table")
+_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+
+
+def inline_text(raw: str) -> str:
+    """Inline markdown -> plain text: links to their text, emphasis markers dropped, code kept."""
+    text = _LINK.sub(r"\1", raw)
+    text = re.sub(r"(\*\*|__)(.+?)\1", r"\2", text)
+    text = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"\1", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _label_split(raw: str) -> tuple[str, str] | None:
+    """`**Label**: rest` or `**Label:** rest` -> (label, rest)."""
+    m = re.match(r"^\*\*([^*]{1,80}?)(:?)\*\*\s*(:?)\s*(.*)$", raw.strip(), re.S)
+    if not m or not (m.group(2) or m.group(3)):
+        return None
+    return m.group(1).strip(), m.group(4).strip()
+
+
+def _inline_children_text(tokens, i: int, close_type: str) -> tuple[list[str], int]:
+    """Collect inline contents until the matching close token; returns (texts, index after close)."""
+    depth = 0
+    texts: list[str] = []
+    j = i
+    open_type = close_type.replace("_close", "_open")
+    while j < len(tokens):
+        t = tokens[j]
+        if t.type == open_type:
+            depth += 1
+        elif t.type == close_type:
+            depth -= 1
+            if depth == 0:
+                return texts, j + 1
+        elif t.type == "inline":
+            texts.append(t.content)
+        elif t.type in ("fence", "code_block"):
+            texts.append(t.content.strip())
+        j += 1
+    return texts, j
+
+
+def _list_items(tokens, i: int) -> tuple[list[tuple[str, list[str]]], int]:
+    """A (bullet/ordered) list at tokens[i] -> [(item's first text, nested item texts)], index after."""
+    close = tokens[i].type.replace("_open", "_close")
+    item_level = tokens[i].level + 1
+    items: list[tuple[str, list[str]]] = []
+    j = i + 1
+    while j < len(tokens) and not (tokens[j].type == close and tokens[j].level == tokens[i].level):
+        t = tokens[j]
+        if t.type == "list_item_open" and t.level == item_level:
+            texts, j = _inline_children_text(tokens, j, "list_item_close")
+            items.append((texts[0] if texts else "", texts[1:]))
+            continue
+        j += 1
+    return items, j + 1
+
+
+def _blocks(tokens) -> tuple[list[Heading], list[Block]]:
+    headings: list[Heading] = []
+    blocks: list[Block] = []
+    i = 0
+    while i < len(tokens):
+        t = tokens[i]
+        if t.level != 0 or t.map is None:
+            i += 1
+            continue
+        start, end = t.map
+        if t.type == "heading_open":
+            headings.append(Heading(level=int(t.tag[1]), raw=tokens[i + 1].content, line=start))
+            i += 3
+        elif t.type == "paragraph_open":
+            raw = tokens[i + 1].content
+            split = _label_split(raw)
+            links = _LINK.findall(raw)
+            if split:
+                blocks.append(Block("label", start, end, label=split[0], text=split[1], links=links))
+            else:
+                blocks.append(Block("para", start, end, text=raw, links=links))
+            i += 3
+        elif t.type in ("bullet_list_open", "ordered_list_open"):
+            items, i = _list_items(tokens, i)
+            plain: list[str] = []
+            for first, nested in items:
+                split = _label_split(first)
+                if split and (nested or split[1]):
+                    # `- **Root Cause**: text` / `- **Fixes Applied**:` + nested list: a labelled field
+                    if plain:
+                        blocks.append(Block("list", start, end, items=plain))
+                        plain = []
+                    blocks.append(Block("label", start, end, label=split[0], text=split[1]))
+                    if nested:
+                        blocks.append(Block("list", start, end, items=nested))
+                else:
+                    plain.append(first + (": " + "; ".join(inline_text(n) for n in nested) if nested else ""))
+            if plain:
+                blocks.append(Block("list", start, end, items=plain))
+        elif t.type in ("fence", "code_block"):
+            blocks.append(Block("code", start, end, text=t.content.rstrip("\n")))
+            i += 1
+        elif t.type == "table_open":
+            rows: list[list[str]] = []
+            j = i + 1
+            row: list[str] = []
+            links: list[tuple[str, str]] = []
+            while j < len(tokens) and tokens[j].type != "table_close":
+                tj = tokens[j]
+                if tj.type == "tr_open":
+                    row = []
+                elif tj.type == "inline":
+                    row.append(tj.content)
+                    links.extend(_LINK.findall(tj.content))
+                elif tj.type == "tr_close":
+                    rows.append(row)
+                j += 1
+            blocks.append(Block("table", start, end, rows=rows, links=links))
+            i = j + 1
+        elif t.type == "blockquote_open":
+            texts, i = _inline_children_text(tokens, i, "blockquote_close")
+            blocks.append(Block("quote", start, end, text=" ".join(texts)))
+        else:
+            i += 1
+    n_lines = max([b.end for b in blocks] + [h.line + 1 for h in headings] + [0])
+    for k, h in enumerate(headings):
+        nxt = next((g.line for g in headings[k + 1 :] if g.level <= h.level), None)
+        h.end = nxt if nxt is not None else n_lines
+    return headings, blocks
+
+
+@dataclass
+class Fields:
+    values: dict[str, list[str]] = field(default_factory=dict)
+    code: list[str] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)
+    intro: list[str] = field(default_factory=list)
+
+    def add(self, name: str, text: str) -> None:
+        text = inline_text(text)
+        if text:
+            self.values.setdefault(name, []).append(text)
+
+    def get(self, name: str) -> list[str]:
+        return self.values.get(name, [])
+
+
+def _field_of(label: str) -> str | None:
+    key = re.sub(r"\s*\(.*?\)", "", label).strip().lower().rstrip(":")
+    if key in LABEL_FIELDS:
+        return LABEL_FIELDS[key]
+    if key.startswith("option"):
+        return "steps"
+    return None
+
+
+def _fields(blocks: list[Block]) -> Fields:
+    out = Fields()
+    current: str | None = None
+    for b in blocks:
+        if b.kind == "label":
+            current = _field_of(b.label)
+            if current == "see_also":
+                out.links.extend(b.links)
+                continue
+            if current == "steps" and _field_of(b.label) and b.label.lower().startswith("option"):
+                out.add("steps", b.label + (": " + b.text if b.text else ""))
+            elif current and b.text:
+                out.add(current, b.text)
+            elif current is None and b.text:
+                out.intro.append(inline_text(f"{b.label}: {b.text}"))
+        elif b.kind == "list":
+            for item in b.items:
+                if current:
+                    out.add(current, item)
+                else:
+                    out.intro.append(inline_text(item))
+        elif b.kind == "code":
+            if current in (None, "diagnosis"):
+                out.code.append(b.text)
+                if current is None:
+                    continue
+            if current == "diagnosis":
+                continue
+            out.code.append(b.text)
+        elif b.kind in ("para", "quote"):
+            if current:
+                out.add(current, b.text)
+            else:
+                out.intro.append(inline_text(b.text))
+    return out
+
+
+def _clean_title(raw: str) -> str:
+    text = strip_symbols(inline_text(raw)).replace("`", "")
+    text = re.sub(r"^(problem|fix|issue)\s+\d+(\.\d+)*\s*[:.)-]\s*", "", text, flags=re.I)
+    text = re.sub(r"^\d+(\.\d+)*\s*[.:)]\s*", "", text)
+    status, text = _split_status(text)
+    return text.strip(" -:")
+
+
+def _split_status(text: str) -> tuple[str, str]:
+    for word in STATUS_WORDS:
+        if re.search(rf"\s{re.escape(word)}\s*$", " " + text):
+            return word, re.sub(rf"\s*{re.escape(word)}\s*$", "", text).strip()
+    return "", text
+
+
+def _provenance(file: str, h: Heading, lines: list[str]) -> Provenance:
+    end = h.end
+    while end > h.line + 1 and lines[end - 1].strip() in ("", "---", "***", "___"):
+        end -= 1
+    return Provenance(file=file, start_line=h.line + 1, end_line=max(end, h.line + 1))
+
+
+def _section_blocks(blocks: list[Block], start: int, end: int) -> list[Block]:
+    return [b for b in blocks if start <= b.start < end]
+
+
+def _own_end(h: Heading, headings: list[Heading]) -> int:
+    """Line where the heading's own text stops (its first sub-heading, or its end)."""
+    return next((g.line for g in headings if h.line < g.line < h.end), h.end)
+
+
+def detect_style(headings: list[Heading]) -> str:
+    texts = [(h.level, strip_symbols(h.text)) for h in headings]
+    if any(re.match(r"^(Problem \d+|Fix \d+\.\d+)\s*:", t) for _, t in texts):
+        return "run"
+    numbered = [(lvl, t) for lvl, t in texts if re.match(r"^\d+\.\s+\S", t)]
+    if numbered:
+        with_status = [t for _, t in numbered if _split_status(t)[0]]
+        if with_status and len(with_status) * 2 >= len(numbered):
+            return "audit"
+        if len(numbered) >= 3:
+            return "catalog"
+    by_level = {lvl for lvl, _ in texts}
+    if 2 in by_level and 3 in by_level:
+        return "guide"
+    return "generic"
+
+
+def _entry(
+    *,
+    source: str,
+    entry_id: str,
+    kind: str,
+    title: str,
+    section: str,
+    h: Heading,
+    headings: list[Heading],
+    blocks: list[Block],
+    lines: list[str],
+    file: str,
+    status: str = "",
+) -> tuple[Entry, Fields]:
+    own = _section_blocks(blocks, h.line + 1, h.end)
+    f = _fields(own)
+    body = "\n".join(lines[h.line + 1 : _provenance(file, h, lines).end_line]).strip("\n")
+    steps = f.get("steps")
+    entry = Entry(
+        id=entry_id,
+        source=source,
+        kind=kind,  # type: ignore[arg-type]
+        title=title,
+        section=section,
+        symptoms=f.get("symptoms"),
+        causes=f.get("causes"),
+        steps=steps,
+        diagnosis_code=f.code,
+        evidence=f.get("evidence"),
+        root_cause=" ".join(f.get("root_cause")),
+        rationale=" ".join(f.get("rationale")),
+        expected_outcome="; ".join(f.get("expected")),
+        status=status or " ".join(f.get("status")),
+        references=[f"{text} ({href})" for text, href in f.links],
+        body=body,
+        provenance=_provenance(file, h, lines),
+    )
+    if not entry.steps and not entry.symptoms and f.intro:
+        entry.causes = entry.causes or f.intro[:3]
+    if not entry.steps and entry.causes:  # a causes-only entry: each cause is the thing to check
+        entry.steps = [f"Check: {c}" for c in entry.causes]
+    return entry, f
+
+
+def _parent(h: Heading, headings: list[Heading], level: int) -> Heading | None:
+    parent = None
+    for g in headings:
+        if g.line >= h.line:
+            break
+        if g.level == level:
+            parent = g
+    return parent
+
+
+def github_anchor(text: str) -> str:
+    return re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
+
+
+def parse_text(text: str, *, source: str, file: str) -> ParsedDocument:
+    """Parse one document's text. Raises KBError when it holds no entries."""
+    if "\x00" in text:
+        raise KBError(f"{file}: looks like a binary file, not markdown")
+    fixed = repair_mojibake(text)
+    lines = fixed.split("\n")
+    if len(lines) != len(text.split("\n")):  # provenance relies on the repair keeping lines
+        lines = text.split("\n")
+        fixed = text
+    try:
+        tokens = _MD.parse(fixed)
+    except Exception as exc:  # markdown-it is robust, but a parser bug must not escape as a traceback
+        raise KBError(f"{file}: could not parse markdown ({exc.__class__.__name__})") from exc
+    headings, blocks = _blocks(tokens)
+    if not headings:
+        raise KBError(f"{file}: no markdown headings found, so no entries to extract")
+    style = detect_style(headings)
+    title = next((strip_symbols(h.text) for h in headings if h.level == 1), Path(file).stem)
+    parser = {"catalog": _parse_catalog, "guide": _parse_guide, "run": _parse_run, "audit": _parse_audit}.get(style, _parse_generic)
+    doc = parser(source=source, file=file, headings=headings, blocks=blocks, lines=lines)
+    doc.title = title
+    if not doc.entries:
+        raise KBError(f"{file}: no troubleshooting entries found under its headings")
+    return doc
+
+
+def _doc(source: str, file: str, style: str, entries: list[Entry]) -> ParsedDocument:
+    seen: set[str] = set()
+    for e in entries:  # ids must be unique within a document; duplicates get a suffix
+        base, n = e.id, 2
+        while e.id in seen:
+            e.id = f"{base}-{n}"
+            n += 1
+        seen.add(e.id)
+    return ParsedDocument(source=source, file=file, style=style, title="", entries=entries)
+
+
+def _parse_catalog(*, source, file, headings, blocks, lines) -> ParsedDocument:
+    entries = []
+    numbered = [h for h in headings if re.match(r"^\d+\.\s+\S", strip_symbols(h.text))]
+    level = min(h.level for h in numbered)
+    for h in numbered:
+        if h.level != level:
+            continue
+        number = int(re.match(r"^(\d+)", strip_symbols(h.text)).group(1))
+        title = _clean_title(h.raw)
+        parent = _parent(h, headings, level - 1) if level > 1 else None
+        section = strip_symbols(parent.text) if parent and parent.level > 1 else ""
+        e, _ = _entry(source=source, entry_id=f"{source}/{number:03d}-{slugify(title)}", kind="problem", title=title,
+                      section=section, h=h, headings=headings, blocks=blocks, lines=lines, file=file)
+        entries.append(e)
+    return _doc(source, file, "catalog", entries)
+
+
+def _parse_audit(*, source, file, headings, blocks, lines) -> ParsedDocument:
+    entries = []
+    for h in headings:
+        text = strip_symbols(h.text)
+        m = re.match(r"^(\d+)\.\s+(.*)$", text)
+        if not m:
+            continue
+        status, _ = _split_status(m.group(2))
+        title = _clean_title(h.raw)
+        e, f = _entry(source=source, entry_id=f"{source}/{int(m.group(1)):03d}-{slugify(title)}", kind="issue",
+                      title=title, section="", h=h, headings=headings, blocks=blocks, lines=lines, file=file, status=status)
+        entries.append(e)
+    return _doc(source, file, "audit", entries)
+
+
+def _parse_guide(*, source, file, headings, blocks, lines) -> ParsedDocument:
+    entries: list[Entry] = []
+    by_section: dict[str, list[Entry]] = {}
+    checklist: list[str] = []
+    quick_tables: list[Block] = []
+    for h in headings:
+        if h.level == 2 and "checklist" in h.text.lower():
+            for b in _section_blocks(blocks, h.line + 1, h.end):
+                checklist.extend(re.sub(r"^\[[ xX]\]\s*", "", inline_text(i)) for i in b.items)
+            continue
+        if h.level == 2:
+            own = _section_blocks(blocks, h.line + 1, h.end)
+            tables = [b for b in own if b.kind == "table" and any(href.startswith("#") for _, href in b.links)]
+            if tables:
+                quick_tables.extend(tables)
+            continue
+        if h.level != 3:
+            continue
+        parent = _parent(h, headings, 2)
+        own = _section_blocks(blocks, h.line + 1, h.end)
+        if any(b.kind == "table" and any(href.startswith("#") for _, href in b.links) for b in own):
+            quick_tables.extend(b for b in own if b.kind == "table")
+            continue  # the Quick Diagnosis table is a router, not a problem
+        title = _clean_title(h.raw)
+        e, f = _entry(source=source, entry_id=f"{source}/{len(entries) + 1:03d}-{slugify(title)}", kind="problem",
+                      title=title, section=strip_symbols(parent.text) if parent else "", h=h, headings=headings,
+                      blocks=blocks, lines=lines, file=file)
+        entries.append(e)
+        if parent:
+            by_section.setdefault(github_anchor(strip_symbols(parent.text)), []).append(e)
+        by_section.setdefault(github_anchor(strip_symbols(h.text)), []).append(e)
+    # see-also links that point into this document resolve to entry ids; others stay references
+    for e in entries:
+        kept = []
+        for ref in e.references:
+            m = re.match(r"^(.*) \((#[^)]+)\)$", ref)
+            targets = by_section.get(m.group(2)[1:], []) if m else []
+            if targets:
+                e.see_also.extend(t.id for t in targets if t.id != e.id)
+            else:
+                kept.append(ref)
+        e.references = kept
+    # Quick Diagnosis rows: the symptom phrase becomes a symptom of the entries its row links to
+    for table in quick_tables:
+        for row in table.rows[1:]:
+            if not row:
+                continue
+            phrase = inline_text(row[0])
+            links = [href for cell in row for _, href in _LINK.findall(cell) if href.startswith("#")]
+            for href in links:
+                targets = by_section.get(href[1:], [])
+                for e in _best_matches(phrase, targets):
+                    if phrase not in e.symptoms:
+                        e.symptoms.append(phrase)
+    doc = _doc(source, file, "guide", entries)
+    doc.checklist = [c for c in checklist if c]
+    return doc
+
+
+_STOP = set("a an the is are of to in on at for and or not no with by be as it its this that from into".split())
+
+
+def _words(text: str) -> set[str]:
+    return {w.rstrip("s") for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOP and len(w) > 1}
+
+
+def _best_matches(phrase: str, entries: list[Entry]) -> list[Entry]:
+    """The entries of a section that a symptom phrase is about: best word overlap, else all of them."""
+    if not entries:
+        return []
+    words = _words(phrase)
+    scored = [(len(words & _words(e.title + " " + " ".join(e.symptoms))), e) for e in entries]
+    best = max(s for s, _ in scored)
+    return [e for s, e in scored if s == best and s > 0] or entries
+
+
+def _parse_run(*, source, file, headings, blocks, lines) -> ParsedDocument:
+    problems: list[tuple[Entry, Fields]] = []
+    fixes: list[tuple[Entry, Fields, Heading | None]] = []
+    for h in headings:
+        text = strip_symbols(h.text)
+        pm = re.match(r"^Problem (\d+)\s*:", text)
+        fm = re.match(r"^Fix (\d+)\.(\d+)\s*:", text)
+        if not (pm or fm):
+            continue
+        title = _clean_title(h.raw)
+        if pm:
+            e, f = _entry(source=source, entry_id=f"{source}/problem-{pm.group(1)}-{slugify(title)}", kind="problem",
+                          title=title, section="Root Cause Analysis", h=h, headings=headings, blocks=blocks, lines=lines, file=file)
+            e.root_cause = e.root_cause or title
+            problems.append((e, f))
+        else:
+            phase = _parent(h, headings, h.level - 1)
+            e, f = _entry(source=source, entry_id=f"{source}/fix-{fm.group(1)}-{fm.group(2)}-{slugify(title)}", kind="fix",
+                          title=title, section=strip_symbols(phase.text) if phase else "", h=h, headings=headings,
+                          blocks=blocks, lines=lines, file=file)
+            if not e.steps:
+                e.steps = [title]
+            fixes.append((e, f, phase))
+    # a phase's Expected Outcome is written once, after its last fix: fixes without their own inherit it
+    by_phase: dict[int, str] = {}
+    for e, _, phase in fixes:
+        if phase is not None and e.expected_outcome and "; " in e.expected_outcome:
+            by_phase.setdefault(phase.line, e.expected_outcome)
+    for e, _, phase in fixes:
+        if not e.expected_outcome and phase is not None and phase.line in by_phase:
+            e.expected_outcome = by_phase[phase.line]
+    _link_problems_to_fixes([p for p, _ in problems], [f for f, _, _ in fixes])
+    return _doc(source, file, "run", [p for p, _ in problems] + [f for f, _, _ in fixes])
+
+
+def _link_problems_to_fixes(problems: list[Entry], fixes: list[Entry]) -> None:
+    """Each fix addresses the problem(s) whose distinctive words it shares most (idf-weighted overlap)."""
+    if not problems or not fixes:
+        return
+    import math
+
+    docs = [_words(p.title + " " + p.body) for p in problems]
+    df: dict[str, int] = {}
+    for d in docs:
+        for w in d:
+            df[w] = df.get(w, 0) + 1
+    idf = {w: math.log((1 + len(docs)) / (1 + n)) for w, n in df.items()}
+    for fix in fixes:
+        fwords = _words(fix.title + " " + fix.body)
+        title_words = _words(fix.title)
+        scores = []
+        for p, pwords in zip(problems, docs):
+            s = sum(idf.get(w, 0.0) for w in fwords & pwords) + 3 * sum(idf.get(w, 0.0) for w in title_words & pwords)
+            scores.append(s)
+        best = max(scores)
+        if best <= 0:
+            continue
+        p = problems[scores.index(best)]
+        p.links.append(fix.id)
+        fix.links.append(p.id)
+
+
+def _parse_generic(*, source, file, headings, blocks, lines) -> ParsedDocument:
+    # the heading level whose sections hold most of the text becomes the entry level
+    candidates = [h for h in headings if h.level > 1] or headings
+    weight: dict[int, int] = {}
+    for h in candidates:
+        weight[h.level] = weight.get(h.level, 0) + len(_section_blocks(blocks, h.line + 1, _own_end(h, headings)))
+    level = max(weight, key=lambda lvl: (weight[lvl], -lvl)) if weight else candidates[0].level
+    entries = []
+    for h in candidates:
+        if h.level != level:
+            continue
+        title = _clean_title(h.raw) or strip_symbols(h.text) or "Untitled"
+        status, _ = _split_status(strip_symbols(h.text))
+        parent = _parent(h, headings, level - 1) if level > 1 else None
+        e, f = _entry(source=source, entry_id=f"{source}/{len(entries) + 1:03d}-{slugify(title)}", kind="problem",
+                      title=title, section=strip_symbols(parent.text) if parent else "", h=h, headings=headings,
+                      blocks=blocks, lines=lines, file=file, status=status)
+        if not (e.symptoms or e.steps or e.causes or e.body.strip()):
+            continue
+        entries.append(e)
+    return _doc(source, file, "generic", entries)
+
+
+def read_document(path: str | Path) -> str:
+    """Read a markdown file as UTF-8 with the checks `kb import` promises (one KBError line each)."""
+    p = Path(path)
+    if not p.exists():
+        raise KBError(f"{p}: no such file")
+    if p.is_dir():
+        raise KBError(f"{p}: is a directory; give markdown files")
+    size = p.stat().st_size
+    if size > MAX_DOCUMENT_BYTES:
+        raise KBError(f"{p}: {size / 1e6:.1f} MB is too large for a troubleshooting document (limit {MAX_DOCUMENT_BYTES / 1e6:.0f} MB)")
+    data = p.read_bytes()
+    if b"\x00" in data[:8192]:
+        raise KBError(f"{p}: looks like a binary file, not markdown")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise KBError(f"{p}: not UTF-8 text (invalid byte at offset {exc.start})") from exc
+
+
+def parse_file(path: str | Path, source: str | None = None) -> ParsedDocument:
+    p = Path(path)
+    return parse_text(read_document(p), source=source or slugify(p.stem, 40), file=p.name)
