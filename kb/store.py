@@ -131,7 +131,7 @@ class KnowledgeBase:
             raise KBError(f"{p}: is not a readable SQLite database ({exc})") from exc
         if version != SCHEMA_VERSION:
             raise KBError(
-                f"{p}: KB schema version {version or 'unknown'} is not {SCHEMA_VERSION}; "
+                f"{p}: KB schema version {version if version is not None else 'unknown'} is not {SCHEMA_VERSION}; "
                 "run `kb build --rebuild` to recreate it"
             )
 
