@@ -1,0 +1,226 @@
+"""`advisor` — annotate logs, diagnose runs, explain, keep notes; with no command, open the TUI.
+
+Each command is a few lines over the Python API (advisor.annotate, advisor.diagnose, advisor.explain).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+from importlib import resources
+from pathlib import Path
+
+import click
+
+from advisor.models import AdvisorError
+from kb.models import KBError
+
+
+def _fail(message: str) -> None:
+    click.echo(f"advisor: error: {message}", err=True)
+    sys.exit(2)
+
+
+def handle_errors(fn):
+    """Our own errors become one line on stderr and exit status 2, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (AdvisorError, KBError) as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        except KeyboardInterrupt:
+            _fail("interrupted")
+
+    return wrapper
+
+
+def demo_run_path() -> str:
+    """The JEPA run log shipped with the package (the demo the TUI opens)."""
+    return str(resources.files("advisor") / "data" / "demo_jepa_run.jsonl")
+
+
+def _open_kb(db: str | None):
+    from advisor.diagnose import open_kb
+
+    return open_kb(db)
+
+
+def _notes_store():
+    """The user's notes (tried / helped / dismissed), when the notes module is installed."""
+    try:
+        from advisor.notes import NotesStore
+    except ImportError:  # the ranking works without them
+        return None
+    return NotesStore()
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", envvar="TRAIN_ADVISOR_DB", type=click.Path(dir_okay=False), help="KB file (env TRAIN_ADVISOR_DB).")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None) -> None:
+    """Ranked, evidence-linked fixes for training runs that go wrong.
+
+    With no command, opens the TUI on the bundled demo run.
+    """
+    ctx.obj = {"db": db}
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(tui, target=None)
+
+
+@cli.command()
+@click.argument("target", required=False)
+@click.pass_context
+@handle_errors
+def tui(ctx, target: str | None) -> None:
+    """Open the TUI on a run or log (default: the bundled demo run)."""
+    try:
+        from tui.app import run_app
+    except ImportError as exc:
+        raise AdvisorError(f"the TUI is not available ({exc}); use `advisor diagnose`") from exc
+    run_app(target or demo_run_path(), db=ctx.obj["db"])
+
+
+@cli.command()
+@click.argument("log")
+@click.option("--json", "as_json", is_flag=True, help="The annotation document as JSON.")
+@click.option("--markdown", "as_markdown", is_flag=True, help="A markdown report.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the log's rows as JSON Lines with an `annotations` field.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Draw the flagged metrics with their windows shaded (PNG).")
+@click.option("--roles", type=click.Path(exists=True, dir_okay=False), help="TOML file overriding inferred column roles.")
+@click.pass_context
+@handle_errors
+def annotate(ctx, log: str, as_json: bool, as_markdown: bool, output: str | None, plot: str | None, roles: str | None) -> None:
+    """Mark a training log with the symptoms found and the KB entries that address them."""
+    from advisor.annotate import annotate_run, plot as draw, render_markdown, render_text, write_annotated
+    from advisor.logs import read_log
+
+    if as_json and as_markdown:
+        raise AdvisorError("choose one of --json and --markdown")
+    run = read_log(log, roles_file=roles)
+    result = annotate_run(run, kb=_open_kb(ctx.obj["db"]))
+    if output:
+        rows = write_annotated(run, result, output)
+        click.echo(f"wrote {rows} rows to {output}", err=True)
+    if plot:
+        click.echo(f"wrote {draw(run, result, plot)}", err=True)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+    elif as_markdown:
+        click.echo(render_markdown(run, result))
+    else:
+        click.echo(render_text(run, result))
+
+
+@cli.command()
+@click.argument("target", required=False)
+@click.option("--describe", help="What you see, in your own words; alone, it works as a symptom search.")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(1, 50))
+@click.option("--roles", type=click.Path(exists=True, dir_okay=False), help="TOML file overriding inferred column roles.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def diagnose(ctx, target: str | None, describe: str | None, top: int, roles: str | None, as_json: bool) -> None:
+    """Rank fixes for a run or log (a probe run directory, CSV, JSONL, TensorBoard, trainer_state.json)."""
+    from advisor.diagnose import diagnose as run_diagnosis
+
+    result = run_diagnosis(target, describe=describe, kb=_open_kb(ctx.obj["db"]), roles_file=roles, top=top, notes=_notes_store())
+    if as_json:
+        data = {
+            "path": result.path,
+            "describe": result.describe,
+            "suggestions": [
+                {
+                    "id": s.id,
+                    "source": s.source,
+                    "title": s.title,
+                    "score": s.score,
+                    "severity": s.severity,
+                    "evidence": [e.model_dump(include={"signal", "metric", "value", "threshold", "step", "end_step", "summary"}) for e in s.evidence],
+                    "steps": s.steps,
+                    "expected_outcome": s.expected_outcome,
+                    "provenance": s.provenance.model_dump(),
+                }
+                for s in result.suggestions
+            ],
+            "signals": [s.model_dump() for s in result.signals],
+            "notes": result.notes,
+        }
+        click.echo(json.dumps(data, ensure_ascii=False))
+        return
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    if result.signals:
+        click.echo(f"{len(result.signals)} signal(s):")
+        for s in result.signals:
+            click.echo(f"  [{s.severity}] {s.kind} in {s.metric} ({s.start:g}-{s.end:g}): {s.summary}")
+        click.echo("")
+    if not result.suggestions:
+        click.echo("no suggestions")
+    for rank, s in enumerate(result.suggestions, 1):
+        p = s.provenance
+        click.echo(f"{rank}. {click.style(s.title, bold=True)}  [{s.source}] score {s.score:.2f}, {s.severity}, {len(s.evidence)} signal(s)")
+        click.echo(f"   {s.id}  ({p.file}:{p.start_line}-{p.end_line})")
+        for e in s.evidence[:3]:
+            click.echo(f"   evidence: {e.summary}")
+        for step in s.steps[:3]:
+            click.echo(f"   - {step}")
+        if s.expected_outcome:
+            click.echo(f"   expected: {s.expected_outcome}")
+
+
+@cli.command()
+@click.argument("target", required=False)
+@click.option("--describe", help="What you see, in your own words.")
+@click.option("--llm", "backend", default="none", show_default=True, help="none (offline composer), openai, or transformers.")
+@click.option("--base-url", help="OpenAI-compatible endpoint (env OPENAI_BASE_URL).")
+@click.option("--model", help="Model name for the endpoint (env TRAIN_ADVISOR_LLM_MODEL).")
+@click.option("--model-path", type=click.Path(), help="Local model directory for --llm transformers.")
+@click.option("--timeout", type=float, help="Seconds to wait for the endpoint.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def explain(ctx, target, describe, backend, base_url, model, model_path, timeout, as_json) -> None:
+    """Explain a diagnosis in prose, citing KB entries; never advice that is not in the KB."""
+    from advisor.diagnose import diagnose as run_diagnosis
+    from advisor.explain import explain as run_explain
+
+    diagnosis = run_diagnosis(target, describe=describe, kb=_open_kb(ctx.obj["db"]))
+    options = {k: v for k, v in {"base_url": base_url, "model": model, "model_path": model_path, "timeout": timeout}.items() if v is not None}
+    result = run_explain(diagnosis, describe=describe, backend=backend, **options)
+    if as_json:
+        click.echo(result.model_dump_json())
+    else:
+        click.echo(result.text)
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def notes(target: str, as_json: bool) -> None:
+    """What you marked (tried, helped, did not help, dismissed) on a run, with your notes."""
+    try:
+        from advisor.notes import NotesStore, run_key
+    except ImportError as exc:
+        raise AdvisorError("notes are not available in this installation") from exc
+    rows = NotesStore().export(run_key(target))
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, default=str))
+        return
+    if not rows:
+        click.echo(f"no notes for {target}")
+    for r in rows:
+        click.echo(f"{r['entry_id']}: {r['status']}" + (f" — {r['note']}" if r.get("note") else ""))
+
+
+def main() -> None:
+    cli(prog_name="advisor")
+
+
+if __name__ == "__main__":
+    main()
