@@ -74,10 +74,14 @@ class NumpyMiniLM:
         w = load_file(str(path / "model.safetensors"))
         prefix = "bert." if "bert.embeddings.word_embeddings.weight" in w else ""
         self.w = {k[len(prefix) :]: v.astype(np.float32, copy=False) for k, v in w.items() if k.startswith(prefix)}
-        # pre-transpose dense weights once: x @ W.T is the hot path
+        # pre-transpose dense weights once (x @ W.T is the hot path) and fuse Q, K, V into one matmul
         for k in list(self.w):
             if k.endswith(".weight") and self.w[k].ndim == 2 and "embeddings" not in k:
                 self.w[k] = np.ascontiguousarray(self.w[k].T)
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}.attention.self."
+            self.w[p + "qkv.weight"] = np.ascontiguousarray(np.concatenate([self.w[p + n + ".weight"] for n in ("query", "key", "value")], axis=1))
+            self.w[p + "qkv.bias"] = np.concatenate([self.w[p + n + ".bias"] for n in ("query", "key", "value")])
 
     def _encode_one(self, ids: list[int]) -> np.ndarray:
         w = self.w
@@ -92,14 +96,13 @@ class NumpyMiniLM:
         scale = np.float32(1.0 / np.sqrt(hd))
         for i in range(self.layers):
             p = f"encoder.layer.{i}."
-            q = (x @ w[p + "attention.self.query.weight"] + w[p + "attention.self.query.bias"]).reshape(n, self.heads, hd)
-            k = (x @ w[p + "attention.self.key.weight"] + w[p + "attention.self.key.bias"]).reshape(n, self.heads, hd)
-            v = (x @ w[p + "attention.self.value.weight"] + w[p + "attention.self.value.bias"]).reshape(n, self.heads, hd)
-            scores = np.einsum("qhd,khd->hqk", q, k) * scale
+            qkv = (x @ w[p + "attention.self.qkv.weight"] + w[p + "attention.self.qkv.bias"]).reshape(n, 3, self.heads, hd)
+            q, k, v = (qkv[:, j].transpose(1, 0, 2) for j in range(3))  # (heads, n, hd)
+            scores = (q @ k.transpose(0, 2, 1)) * scale
             scores -= scores.max(-1, keepdims=True)
             probs = np.exp(scores)
             probs /= probs.sum(-1, keepdims=True)
-            ctx = np.einsum("hqk,khd->qhd", probs, v).reshape(n, self.dim)
+            ctx = (probs @ v).transpose(1, 0, 2).reshape(n, self.dim)
             attn = ctx @ w[p + "attention.output.dense.weight"] + w[p + "attention.output.dense.bias"]
             x = _layer_norm(attn + x, w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"], self.eps)
             h = x @ w[p + "intermediate.dense.weight"] + w[p + "intermediate.dense.bias"]
