@@ -176,21 +176,26 @@ def diagnose(ctx, target: str | None, describe: str | None, top: int, roles: str
 @cli.command()
 @click.argument("target", required=False)
 @click.option("--describe", help="What you see, in your own words.")
-@click.option("--llm", "backend", default="none", show_default=True, help="none (offline composer), openai, or transformers.")
+@click.option("--llm", "backend", default=None, help="none (offline composer, the default), openai, or transformers (env TRAIN_ADVISOR_LLM_BACKEND or config).")
 @click.option("--base-url", help="OpenAI-compatible endpoint (env OPENAI_BASE_URL).")
 @click.option("--model", help="Model name for the endpoint (env TRAIN_ADVISOR_LLM_MODEL).")
 @click.option("--model-path", type=click.Path(), help="Local model directory for --llm transformers.")
 @click.option("--timeout", type=float, help="Seconds to wait for the endpoint.")
+@click.option("--max-tokens", type=int, help="Longest answer to ask the model for.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handle_errors
-def explain(ctx, target, describe, backend, base_url, model, model_path, timeout, as_json) -> None:
+def explain(ctx, target, describe, backend, base_url, model, model_path, timeout, max_tokens, as_json) -> None:
     """Explain a diagnosis in prose, citing KB entries; never advice that is not in the KB."""
     from advisor.diagnose import diagnose as run_diagnosis
     from advisor.explain import explain as run_explain
 
     diagnosis = run_diagnosis(target, describe=describe, kb=_open_kb(ctx.obj["db"]))
-    options = {k: v for k, v in {"base_url": base_url, "model": model, "model_path": model_path, "timeout": timeout}.items() if v is not None}
+    options = {
+        k: v
+        for k, v in {"base_url": base_url, "model": model, "model_path": model_path, "timeout": timeout, "max_tokens": max_tokens}.items()
+        if v is not None
+    }
     result = run_explain(diagnosis, describe=describe, backend=backend, **options)
     if as_json:
         click.echo(result.model_dump_json())

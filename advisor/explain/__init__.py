@@ -1,0 +1,42 @@
+"""Explain a diagnosis in prose: what is probably going on, which fixes to try first and why, and how
+to tell if a fix worked; never advice that is not in the KB or numbers that are not in the evidence.
+
+    from advisor.explain import explain, stream_explain
+
+    explanation = explain("runs/exp1")                                    # the deterministic composer
+    explanation = explain(diagnosis, backend="openai", model="qwen2.5:7b-instruct")   # local Ollama by default
+    explanation = explain("train.csv", backend="transformers", model_path="~/models/qwen2.5-0.5b-instruct")
+
+    stream = stream_explain("runs/exp1", backend="openai", model="llama3.1")
+    for piece in stream:          # text as the model writes it
+        print(piece, end="")
+    stream.result                 # the checked Explanation
+
+Pieces: `grounding` (what a backend may see and the prompt that carries it), `compose` (the `none`
+backend's templated explanation), `check` (citations and numbers held to the prompt), `backends`
+(none / openai / transformers behind `ChatBackend`), `options` (keywords, environment, config file).
+"""
+
+from __future__ import annotations
+
+from advisor.explain.backends import ChatBackend, make_backend
+from advisor.explain.check import CheckResult, check_answer
+from advisor.explain.core import Explanation, ExplanationStream, explain, stream_explain
+from advisor.explain.grounding import Grounding, build_grounding, build_messages
+from advisor.explain.options import BACKENDS, ExplainOptions
+
+__all__ = [
+    "BACKENDS",
+    "ChatBackend",
+    "CheckResult",
+    "ExplainOptions",
+    "Explanation",
+    "ExplanationStream",
+    "Grounding",
+    "build_grounding",
+    "build_messages",
+    "check_answer",
+    "explain",
+    "make_backend",
+    "stream_explain",
+]

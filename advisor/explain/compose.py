@@ -1,0 +1,121 @@
+"""The deterministic composer: an explanation written from the grounding alone, with templated sentences.
+
+It is the `none` backend, the fallback when a model's answer cites nothing, and the yardstick the
+tests hold LLM answers to. Every number it writes comes from a signal, every piece of advice is an
+entry's own step or expected outcome, and every entry it mentions is cited as [id].
+"""
+
+from __future__ import annotations
+
+from advisor.explain.grounding import GroundedSignal, GroundedSuggestion, Grounding, fmt_number
+
+HEADING_GOING_ON = "What is probably going on"
+HEADING_FIXES = "Fixes to try first"
+HEADING_CHECK = "How to tell if it worked"
+HEADING_NOTES = "Notes"
+
+NOTHING_TO_EXPLAIN = (
+    "Nothing to explain: the diagnosis found no signals in the run and no knowledge-base entry that matches. "
+    "A log with more steps, or a description of what you see (--describe), gives the advisor something to go on."
+)
+
+# Why a suggestion was ranked, per Suggestion.matched_by value.
+_MATCHED_BY = {
+    "link": "the knowledge base links this signal to it",
+    "search": "a knowledge-base search on the symptoms ranks it high",
+    "describe": "it matches your description",
+    "history": "your notes from earlier runs rank it up",
+}
+
+
+def _num(x) -> str:
+    return x if isinstance(x, str) else fmt_number(x)
+
+
+def _where(s: GroundedSignal) -> str:
+    steps = (f"step {_num(s.start_step)}" if s.start_step == s.end_step
+             else f"steps {_num(s.start_step)} to {_num(s.end_step)}")
+    if s.start_epoch is not None and s.end_epoch is not None:
+        steps += (f", epoch {_num(s.start_epoch)}" if s.start_epoch == s.end_epoch
+                  else f", epochs {_num(s.start_epoch)} to {_num(s.end_epoch)}")
+    return steps
+
+
+def _signal_line(s: GroundedSignal) -> str:
+    said = s.summary.rstrip(".") if s.summary else f"{s.metric} shows {s.kind.replace('_', ' ')}"
+    extra = []
+    if s.value is not None:
+        extra.append(f"value {_num(s.value)}")
+    if s.threshold is not None:
+        extra.append(f"threshold {_num(s.threshold)}")
+    numbers = [f"{k} {_num(v)}" for k, v in s.numbers.items() if v is not None and v != ""]
+    detail = "; ".join([f"{s.kind} on {s.metric}", _where(s), *extra, *numbers])
+    return f"- [{s.severity}] {said}. ({detail})"
+
+
+def going_on(g: Grounding) -> str:
+    lines = [HEADING_GOING_ON]
+    if g.signals:
+        lines += [_signal_line(s) for s in g.signals]
+    else:
+        source = "your description" if g.user_description else "the knowledge base"
+        read = "No log was read" if g.run is None else "The log gave no measured signal"
+        lines.append(f"- {read}; the suggestions below come from {source}.")
+    return "\n".join(lines)
+
+
+def _why(sug: GroundedSuggestion, g: Grounding) -> str:
+    reasons = []
+    for ref in sug.evidence:
+        s = g.signal(ref.signal, ref.metric)
+        where = f" at {_where(s)}" if s else ""
+        reasons.append(f"the {ref.signal} signal on {ref.metric}{where}")
+    because = [_MATCHED_BY[m] for m in sug.matched_by if m in _MATCHED_BY]
+    text = f"addresses {', '.join(reasons)}" if reasons else "no signal in this run points to it directly"
+    if because:
+        text += "; " + "; ".join(dict.fromkeys(because))
+    return f"{text} ({sug.severity} severity)."
+
+
+def fix_block(sug: GroundedSuggestion, g: Grounding) -> str:
+    lines = [f"{sug.rank}. {sug.title} [{sug.id}]", f"   Why: {_why(sug, g)}"]
+    if sug.steps:
+        lines.append("   Steps (from the entry):")
+        lines += [f"   - {step}" for step in sug.steps]
+    else:
+        lines.append(f"   The entry lists no steps; read it with `kb show {sug.id}`.")
+    if sug.expected_outcome:
+        lines.append(f"   Expected outcome (from the entry): {sug.expected_outcome}")
+    return "\n".join(lines)
+
+
+def fixes(g: Grounding) -> str:
+    if not g.suggestions:
+        return f"{HEADING_FIXES}\n- The knowledge base has no entry that matches these signals."
+    intro = "In ranked order: try the first one first, and change one thing per run so the next log shows what helped."
+    return "\n".join([HEADING_FIXES, intro, *[fix_block(s, g) for s in g.suggestions]])
+
+
+def check(g: Grounding) -> str:
+    lines = [HEADING_CHECK]
+    if g.signals:
+        lines += [f"- {s.how_to_tell}" for s in g.signals if s.how_to_tell]  # no capitalising: metric names are case-sensitive
+    else:
+        lines.append("- No signal was measured, so compare the next run's log with what you described, "
+                     "and run `advisor diagnose` on it to see whether anything fires.")
+    return "\n".join(lines)
+
+
+def notes(g: Grounding) -> str:
+    return "\n".join([HEADING_NOTES, *[f"- {n}" for n in g.notes]]) if g.notes else ""
+
+
+def compose_sections(g: Grounding) -> list[str]:
+    """The explanation as sections, in order (the streaming `none` backend yields them one by one)."""
+    if g.empty:
+        return [s for s in (NOTHING_TO_EXPLAIN, notes(g)) if s]
+    return [s for s in (going_on(g), fixes(g), check(g), notes(g)) if s]
+
+
+def compose(g: Grounding) -> str:
+    return "\n\n".join(compose_sections(g))
