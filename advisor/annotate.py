@@ -179,8 +179,10 @@ def sparkline(values: np.ndarray, width: int = 48, window: tuple[int, int] | Non
     line = "".join(chars)
     if window is None:
         return line
-    marks = "".join("‾" if window[0] <= i <= window[1] else " " for i in idx)
-    return line + "\n" + marks
+    marked = [window[0] <= i <= window[1] for i in idx]
+    if not any(marked):  # a window narrower than one character still gets a mark
+        marked[int(np.argmin(np.abs(idx - window[0])))] = True
+    return line + "\n" + "".join("‾" if m else " " for m in marked)
 
 
 def window_indices(steps: np.ndarray, start: float, end: float) -> tuple[int, int]:

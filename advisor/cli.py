@@ -6,6 +6,7 @@ Each command is a few lines over the Python API (advisor.annotate, advisor.diagn
 from __future__ import annotations
 
 import json
+import os
 import sys
 from functools import wraps
 from importlib import resources
@@ -35,6 +36,10 @@ def handle_errors(fn):
             _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         except KeyboardInterrupt:
             _fail("interrupted")
+        except Exception as exc:  # a bug of ours: still one line; TRAIN_ADVISOR_DEBUG=1 shows the traceback
+            if os.environ.get("TRAIN_ADVISOR_DEBUG"):
+                raise
+            _fail(f"internal error: {exc.__class__.__name__}: {exc} (set TRAIN_ADVISOR_DEBUG=1 for details)")
 
     return wrapper
 

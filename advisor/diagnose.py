@@ -36,16 +36,16 @@ def diagnose_run(
 
     store = open_kb(kb)
     signals = []
-    notes: list[str] = []
+    remarks: list[str] = []
     if run is not None:
-        notes.extend(run.skipped)
+        remarks.extend(run.skipped)
         longest = max((len(s) for s in run.series.values()), default=0)
         if longest < MIN_POINTS:
-            notes.append(f"not enough data: the longest series has {longest} point(s); curves need at least {MIN_POINTS}")
+            remarks.append(f"not enough data: the longest series has {longest} point(s); curves need at least {MIN_POINTS}")
         else:
             signals = detect(run)
             if not signals:
-                notes.append("no symptoms found: the curves look healthy to the detectors")
+                remarks.append("no symptoms found: the curves look healthy to the detectors")
     if run is None and not (describe and describe.strip()):
         raise AdvisorError("nothing to diagnose: give a run or log, or --describe what you see")
     if notes is not None:
@@ -61,7 +61,7 @@ def diagnose_run(
         describe=describe,
         suggestions=suggestions,
         signals=signals,
-        notes=notes,
+        notes=remarks,
     )
 
 

@@ -42,10 +42,11 @@ class _Candidate:
     per_signal: list[tuple[float, Signal | None, str]] = field(default_factory=list)  # (score, signal, how)
 
     def total(self) -> float:
-        # agreement is between different signals: one signal counts once, with its best route here
-        best: dict[int, float] = {}
+        # agreement is between different symptoms: a signal kind counts once (dead units in three
+        # layers are one symptom), with its best score here
+        best: dict[str, float] = {}
         for score, sig, how in self.per_signal:
-            key = id(sig) if sig is not None else hash(how)
+            key = sig.kind if sig is not None else how
             best[key] = max(best.get(key, 0.0), score)
         scores = sorted(best.values(), reverse=True)
         return scores[0] + AGREEMENT_SHARE * sum(scores[1:]) if scores else 0.0
