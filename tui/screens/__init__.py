@@ -1,0 +1,1 @@
+"""The TUI's screens: diagnosis (main), search, entry, source, runs, note, help, explain."""

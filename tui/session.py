@@ -1,0 +1,318 @@
+"""The TUI's model of one opened run: the Run, its signals, the ranked suggestions, and live updates.
+
+No Textual here: the screens call these methods from worker threads and render the results.
+The advisor's pieces (`advisor.logs.read_log`, `advisor.detectors.detect`, `advisor.matcher.rank`)
+are imported on first use through `Pipeline`, so the first screen paints before any of them (or the
+embedding model) loads; tests swap in a `Pipeline` of their own.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from advisor.models import Run, Signal, Suggestion
+    from advisor.notes import NotesStore
+    from kb import KnowledgeBase
+    from kb.models import Entry, Hit
+
+TOP = 10
+WAITING = "waiting for the probe's first readings…"
+NEW_TTL_S = 60.0  # how long a suggestion or evidence that appeared live stays highlighted
+_KEEP: Any = object()  # rerank(): keep the current description
+
+
+def demo_run_path() -> str:
+    """The JEPA run log shipped with the package: what `advisor` with no arguments opens."""
+    return str(resources.files("advisor") / "data" / "demo_jepa_run.jsonl")
+
+
+class Pipeline:
+    """The advisor functions the TUI calls; each imports its module on first use."""
+
+    def read_log(self, target: str) -> "Run":
+        from advisor.logs import read_log
+
+        return read_log(target)
+
+    def detect(self, run: "Run") -> list["Signal"]:
+        from advisor.detectors import detect
+
+        return detect(run)
+
+    def rank(self, signals, kb, describe=None, history=None, dismissed=(), top: int = TOP) -> list["Suggestion"]:
+        from advisor.matcher import rank
+
+        return rank(signals, kb, describe=describe, history=history, dismissed=dismissed, top=top)
+
+    def is_live(self, target: str, run: "Run | None" = None) -> bool:
+        """A probe run store that is still being written (its meta has no "finished" key)."""
+        if run is not None and getattr(run, "live", False):
+            return True
+        from advisor import runstore
+
+        try:
+            if not runstore.is_run_store(target):
+                return False
+            return "finished" not in runstore.read_meta(target)
+        except Exception:
+            return False
+
+    def read_readings(self, target: str, since_step: int | None):
+        from advisor import runstore
+
+        return runstore.read_readings(target, since_step=since_step)
+
+
+class LockedKB:
+    """The KB as the matcher and the screens see it: one lock around it (workers share it) and a
+    small cache of searches, so re-ranking after new evidence only searches for what is new."""
+
+    def __init__(self, kb: "KnowledgeBase", cache_size: int = 256):
+        self.kb = kb
+        self.lock = threading.RLock()
+        self._cache: OrderedDict[tuple, list] = OrderedDict()
+        self._cache_size = cache_size
+
+    def search(self, text: str, k: int = 5, source: str | None = None, mode: str = "hybrid") -> list["Hit"]:
+        key = (text, k, source, mode)
+        with self.lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            hits = self.kb.search(text, k=k, source=source, mode=mode)
+            self._cache[key] = hits
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+            return hits
+
+    def get(self, entry_id: str) -> "Entry":
+        with self.lock:
+            return self.kb.get(entry_id)
+
+    def source_text(self, source: str) -> str:
+        with self.lock:
+            return self.kb.source_text(source)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.kb, name)
+
+
+def open_kb(path: str | Path | None, progress: Callable[[str], None] = lambda s: None) -> LockedKB:
+    from kb import KnowledgeBase
+
+    kb = KnowledgeBase(path)
+    if not kb.exists():
+        progress("building the knowledge base (first run, about 15 s)…")
+        kb.ensure_built()
+    return LockedKB(kb)
+
+
+def evidence_key(kind: str, metric: str) -> tuple[str, str]:
+    return (kind, metric)
+
+
+@dataclass
+class Session:
+    """One opened run (or log) and what the advisor made of it."""
+
+    target: str
+    kb: LockedKB
+    notes: "NotesStore | None" = None
+    pipeline: Pipeline = field(default_factory=Pipeline)
+    run: "Run | None" = None
+    signals: list = field(default_factory=list)
+    suggestions: list = field(default_factory=list)
+    describe: str | None = None
+    live: bool = False
+    finished: bool = False
+    notes_text: list[str] = field(default_factory=list)  # what was skipped, "not enough data"...
+    new_since: dict = field(default_factory=dict)  # suggestion id or (signal kind, metric) -> when it first appeared live
+    new_ttl: float = NEW_TTL_S
+    last_rank_s: float = 0.0
+    last_new: set = field(default_factory=set)  # suggestions that appeared in the last poll
+    _last_step: int | None = None
+
+    @property
+    def key(self) -> str:
+        from advisor.notes import run_key
+
+        return run_key(self.target)
+
+    # ---- loading ------------------------------------------------------------------------------
+    def load(self, progress: Callable[[str], None] = lambda s: None) -> None:
+        """Read the run, detect signals and rank (blocking: call from a worker thread)."""
+        progress(f"reading {Path(self.target).name}…")
+        try:
+            self.run = self.pipeline.read_log(self.target)
+            self.notes_text = list(getattr(self.run, "skipped", []) or [])
+        except Exception:
+            if not self.pipeline.is_live(self.target):
+                raise
+            # a probe run that has not written its first readings yet: wait for them
+            from advisor.models import Run
+
+            self.run = Run(path=self.target, format="probe", axis="step", live=True)
+            self.notes_text = [WAITING]
+        self.live = self.pipeline.is_live(self.target, self.run)
+        self._last_step = self._max_step()
+        progress("looking for symptoms…")
+        self.signals = self._detect()
+        progress("ranking fixes (loading the embedding model)…")
+        self.rerank()
+        if self.notes is not None:
+            try:
+                self.notes.add_recent(self.key, label=Path(self.target).name, format=getattr(self.run, "format", ""))
+            except Exception:
+                pass
+
+    def _detect(self) -> list:
+        run = self.run
+        if run is None:
+            return []
+        longest = max((len(s) for s in run.series.values()), default=0)
+        if longest < 3:
+            msg = f"not enough data yet: the longest series has {longest} point(s)"
+            if msg not in self.notes_text:
+                self.notes_text = [n for n in self.notes_text if not n.startswith("not enough data")] + [msg]
+            return []
+        self.notes_text = [n for n in self.notes_text if not n.startswith("not enough data")]
+        return list(self.pipeline.detect(run))
+
+    def signal_kinds(self) -> list[str]:
+        return sorted({s.kind for s in self.signals})
+
+    def rerank(self, describe: Any = _KEEP) -> list:
+        """Rank again (new signals, a new description, a changed mark). Returns the suggestions."""
+        if describe is not _KEEP:
+            self.describe = describe.strip() if describe and describe.strip() else None
+        started = time.perf_counter()
+        history: dict[str, float] = {}
+        dismissed: set[str] = set()
+        if self.notes is not None:
+            try:
+                history = self.notes.history(self.signal_kinds(), exclude_run=self.key)
+                dismissed = self.notes.dismissed(self.key)
+            except Exception:
+                history, dismissed = {}, set()
+        if not self.signals and not self.describe:
+            self.suggestions = []
+        else:
+            self.suggestions = list(
+                self.pipeline.rank(self.signals, self.kb, describe=self.describe, history=history or None, dismissed=dismissed, top=TOP)
+            )
+        self.last_rank_s = time.perf_counter() - started
+        return self.suggestions
+
+    # ---- live ---------------------------------------------------------------------------------
+    def _max_step(self) -> int | None:
+        if self.run is None:
+            return None
+        best = None
+        for s in self.run.series.values():
+            if len(s.steps):
+                last = int(s.steps[-1])
+                best = last if best is None else max(best, last)
+        return best
+
+    def poll(self) -> bool:
+        """Read what the probe wrote since the last poll; re-detect and re-rank when anything came.
+
+        Returns True when the suggestions or their evidence may have changed."""
+        import numpy as np
+
+        if self.run is None or not self.live:
+            return False
+        try:
+            finished = not self.pipeline.is_live(self.target)
+        except Exception:
+            finished = False
+        since = None if self._last_step is None else self._last_step - 1
+        fresh = self.pipeline.read_readings(self.target, since)
+        appended = 0
+        unknown = False
+        for name, (steps, values) in fresh.items():
+            series = self.run.series.get(name)
+            if series is None:
+                unknown = True
+                continue
+            last = series.steps[-1] if len(series.steps) else -math.inf
+            keep = steps > last
+            if not keep.any():
+                continue
+            if series.epochs is not None:
+                unknown = True  # cannot extend the epoch column from readings alone: read it all again
+                continue
+            series.steps = np.concatenate([series.steps, steps[keep].astype(series.steps.dtype, copy=False)])
+            series.values = np.concatenate([series.values, values[keep].astype(np.float64, copy=False)])
+            appended += int(keep.sum())
+        if unknown:
+            self.run = self.pipeline.read_log(self.target)
+            self.notes_text = [n for n in self.notes_text if n != WAITING]
+            appended += 1
+        if finished:
+            self.live = False
+            self.finished = True
+        if not appended:
+            return finished
+        self._last_step = self._max_step()
+        before_ids = {s.id for s in self.suggestions}
+        before_ev = {evidence_key(e.signal, e.metric) for s in self.suggestions for e in s.evidence}
+        before_ev |= {evidence_key(s.kind, s.metric) for s in self.signals}
+        self.signals = self._detect()
+        self.rerank()
+        now = time.monotonic()
+        for key in ({s.id for s in self.suggestions} - before_ids) | ({evidence_key(s.kind, s.metric) for s in self.signals} - before_ev):
+            self.new_since.setdefault(key, now)
+        self.last_new = {s.id for s in self.suggestions} - before_ids
+        return True
+
+    def _fresh(self) -> set:
+        now = time.monotonic()
+        self.new_since = {k: t for k, t in self.new_since.items() if now - t <= self.new_ttl}
+        return set(self.new_since)
+
+    @property
+    def new_ids(self) -> set[str]:
+        """Suggestions that appeared while following the run (for the last `new_ttl` seconds)."""
+        current = {s.id for s in self.suggestions}
+        return {k for k in self._fresh() if isinstance(k, str) and k in current}
+
+    @property
+    def new_evidence(self) -> set[tuple[str, str]]:
+        """(signal kind, metric) pairs first seen while following the run."""
+        return {k for k in self._fresh() if isinstance(k, tuple)}
+
+    def clear_new(self) -> None:
+        self.new_since.clear()
+        self.last_new = set()
+
+    # ---- marks --------------------------------------------------------------------------------
+    def suggestion(self, entry_id: str):
+        return next((s for s in self.suggestions if s.id == entry_id), None)
+
+    def mark(self, entry_id: str, status: str, note: str | None = None):
+        """Mark a suggestion; keeps the earlier note unless a new one is given."""
+        if self.notes is None:
+            return None
+        sug = self.suggestion(entry_id)
+        kinds: Iterable[str] = sorted({e.signal for e in sug.evidence}) if sug is not None and sug.evidence else self.signal_kinds()
+        if note is None:
+            old = self.notes.get_one(self.key, entry_id)
+            note = old.note if old else ""
+        return self.notes.set(self.key, entry_id, status, note=note, signal_kinds=kinds)
+
+    def marks(self) -> dict[str, Any]:
+        if self.notes is None:
+            return {}
+        try:
+            return {n.entry_id: n for n in self.notes.get(self.key)}
+        except Exception:
+            return {}

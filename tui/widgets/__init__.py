@@ -1,0 +1,1 @@
+"""The TUI's widgets: the suggestion table, the detail pane, the evidence sparkline, entry rendering."""
