@@ -25,7 +25,7 @@ LINK_DECAY = 0.12  # the i-th linked entry scores 1 / (1 + LINK_DECAY * i)
 SEARCH_WEIGHT = 0.7  # a search hit alone is weaker evidence than an explicit link
 BOTH_BONUS = 0.15  # linked and found by search
 AGREEMENT_SHARE = 0.5  # each further signal adds this share of its score
-LINKED_FIX_SHARE = 0.85  # a run-analysis problem passes this share to the fixes that address it
+LINKED_FIX_SHARE = 0.6  # a run-analysis problem passes this share to the fixes that address it
 DESCRIBE_WEIGHT = 0.8  # the user's own description counts like a medium-high signal
 HISTORY_WEIGHT = 0.5  # `helped` on an earlier run with the same signals
 

@@ -1,0 +1,125 @@
+"""Detectors: a `Run` in, `Signal`s out.
+
+`REGISTRY` is the table of every detector — the signal kind, the function, its threshold and the
+literature the threshold comes from. Adding a detector is one function (taking a `Context`, returning
+Signals) and one row here. `detect(run)` runs them all; one detector failing on odd data never stops
+the others (it is recorded in the run's `skipped` notes instead).
+
+Signal kinds: nan_inf, spike, grad_spike, component_growth, divergence, plateau, oscillation,
+overfitting, level_shift, usage_collapse, clip_pressure, low_rank (from curves); dead_units,
+saturation, identical_outputs, vanishing_gradients, exploding_gradients, nonfinite_gradients,
+zero_gradients, frozen_parameters, large_updates, weight_growth, representation_collapse, low_rank,
+correlated_dimensions, dead_dimensions, uneven_feature_norms, class_collapse, overconfidence,
+codebook_collapse, uniform_attention, gpu_memory_pressure, data_loading_bottleneck (from probe readings).
+"""
+
+from __future__ import annotations
+
+from advisor.detectors import curves as c
+from advisor.detectors import readings as r
+from advisor.detectors.base import SEVERITY_ORDER, Context, Detector
+from advisor.models import Run, Signal
+
+REGISTRY: list[Detector] = [
+    # ---- from a log's curves ----
+    Detector("nan_inf", c.detect_nan_inf, "any NaN/Inf value; high when a loss ends non-finite or >= 5% of it is",
+             "Goodfellow et al. 2016 (Deep Learning, 8.2 numerical issues); AMP GradScaler skips overflow steps"),
+    Detector("spike", c.detect_spikes, f"robust z >= {c.SPIKE_Z} against a rolling median/MAD and >= {c.SPIKE_REL:.0%} above it; returns to its level",
+             "Iglewicz & Hoaglin 1993 (modified z-score); Chowdhery et al. 2022 (PaLM loss spikes)"),
+    Detector("grad_spike", c.detect_grad_spikes, f"gradient norm >= {c.GRAD_SPIKE_RATIO}x its trailing median and robust z >= {c.GRAD_SPIKE_Z}",
+             "Pascanu et al. 2013 (exploding gradients); Molybog et al. 2023 (Adam instability)"),
+    Detector("component_growth", c.detect_component_growth,
+             f"a loss term grows >= {c.COMPONENT_GROWTH_RATIO}x (and >= {c.COMPONENT_MIN_SHARE_GROWTH:.0%} of the total) with rank trend >= {c.COMPONENT_MIN_TREND} while the rest of the loss falls",
+             "Chen et al. 2018 (GradNorm); Kendall et al. 2018 (uncertainty weighting of multi-task losses)"),
+    Detector("divergence", c.detect_divergence, f"training loss ends >= {c.DIVERGENCE_RISE:.0%} above its smoothed minimum, sustained; high at {c.DIVERGENCE_HIGH_FACTOR}x",
+             "Smith 2017 (LR range test); fastai lr_find stops at 4x the minimum loss"),
+    Detector("plateau", c.detect_plateau,
+             f"final window >= {c.PLATEAU_MIN_FRACTION:.0%} of the run that improves < {c.PLATEAU_REL_TOL:.0%} and stays in a {c.PLATEAU_BAND:.0%} band",
+             "Keras ReduceLROnPlateau / EarlyStopping (patience, min_delta)"),
+    Detector("oscillation", c.detect_oscillation, f">= {c.OSC_MIN_SWINGS} consecutive swings of >= {c.OSC_SWING_REL:.0%} of the lower level",
+             "Zhang et al. 2021 (AUTOTRAINER: oscillating loss)"),
+    Detector("overfitting", c.detect_overfitting, f"validation loss ends >= {c.OVERFIT_GL:.0%} above its minimum (GL), beyond {c.OVERFIT_NOISE_SIGMAS} noise sigmas, sustained",
+             "Prechelt 1998 (Early Stopping - But When?, GL_alpha criterion)"),
+    Detector("level_shift", c.detect_level_shift, f"one-step jump >= {c.LEVEL_SHIFT_Z} robust sigmas of recent steps and >= {c.LEVEL_SHIFT_REL:.0%} of the level",
+             "Page 1954 (CUSUM change points); Dhariwal et al. 2020 (codebook resets)"),
+    Detector("usage_collapse", c.detect_usage_collapse, f"usage falls to <= {c.USAGE_DROP:.0%} of its peak",
+             "van den Oord et al. 2017 (VQ-VAE); Dhariwal et al. 2020 (Jukebox); Lancucki et al. 2020"),
+    Detector("clip_pressure", c.detect_clip_pressure, f"gradient norm above the clip value at >= {c.CLIP_SHARE_MEDIUM:.0%} of points (needs clip_value)",
+             "Pascanu et al. 2013; Zhang et al. 2020 (Why gradient clipping accelerates training)"),
+    Detector("low_rank", c.detect_rank_drop, f"effective rank falls to <= {c.RANK_DROP:.0%} of its peak and stays there",
+             "Garrido et al. 2023 (RankMe); Jing et al. 2022 (dimensional collapse)"),
+    # ---- from probe readings ----
+    Detector("dead_units", r.detect_dead_units, f"act/*/zero_fraction >= {r.DEAD_ZERO_FRACTION:.0%} sustained",
+             "Wardat et al. 2022 (DeepDiagnosis); Zhang et al. 2021 (AUTOTRAINER dying ReLU)", "readings"),
+    Detector("saturation", r.detect_saturation, f"act/*/saturation_fraction > {r.SATURATION_FRACTION:.0%} sustained",
+             "Wardat et al. 2022 (DeepDiagnosis); Glorot & Bengio 2010", "readings"),
+    Detector("identical_outputs", r.detect_identical_outputs, f"act/*/sample_similarity >= {r.IDENTICAL_SIMILARITY} sustained",
+             "practitioner check: a layer blind to its input", "readings"),
+    Detector("vanishing_gradients", r.detect_vanishing_gradients,
+             f"grad/first_last_ratio < {r.VANISHING_RATIO:g} (or global norm < {r.VANISHING_GLOBAL_NORM:g}) sustained",
+             "Zhang et al. 2021 (AUTOTRAINER); Wardat et al. 2022 (DeepDiagnosis)", "readings"),
+    Detector("exploding_gradients", r.detect_exploding_gradients,
+             f"grad/first_last_ratio > {r.EXPLODING_RATIO:g}, global norm > {r.EXPLODING_GLOBAL_NORM:g}, or {r.EXPLODING_GROWTH:g}x growth still rising",
+             "Zhang et al. 2021 (AUTOTRAINER); Pascanu et al. 2013", "readings"),
+    Detector("nonfinite_gradients", r.detect_nonfinite_gradients, "grad/nonfinite_count > 0",
+             "Zhang et al. 2021 (AUTOTRAINER: NaN gradients)", "readings"),
+    Detector("nan_inf", r.detect_nonfinite_tensors, "nonfinite/<name> > 0", "probe's non-finite counters", "readings"),
+    Detector("zero_gradients", r.detect_zero_gradients, f"grad/zero_share >= {r.ZERO_GRAD_SHARE:.0%} sustained",
+             "Zhang et al. 2021 (AUTOTRAINER: >= 70% zero gradients per layer)", "readings"),
+    Detector("frozen_parameters", r.detect_frozen_parameters, "update/frozen_share > 0 sustained",
+             "practitioner check: parameters left out of the optimizer", "readings"),
+    Detector("large_updates", r.detect_large_updates, f"update/max_ratio > {r.LARGE_UPDATE_RATIO:g} sustained (healthy ~1e-3)",
+             "Karpathy, CS231n notes (update/weight ratio ~1e-3)", "readings"),
+    Detector("weight_growth", r.detect_weight_growth, f"weight norm >= {r.WEIGHT_GROWTH:g}x its first reading and still rising",
+             "Soudry et al. 2018 (implicit bias: unbounded norm growth on separable data)", "readings"),
+    Detector("representation_collapse", r.detect_representation_collapse,
+             f"l2norm_std < {r.COLLAPSE_STD_RATIO}x 1/sqrt(D), or mean pairwise cosine > {r.COLLAPSE_COSINE}, sustained",
+             "Chen & He 2021 (SimSiam collapse check)", "readings"),
+    Detector("low_rank", r.detect_low_rank, f"effective_rank_ratio < {r.LOW_RANK_RATIO} sustained and not rising",
+             "Garrido et al. 2023 (RankMe); Jing et al. 2022", "readings"),
+    Detector("correlated_dimensions", r.detect_correlated_dimensions,
+             f"offdiag_cov_energy >= {r.CORRELATED_ENERGY} with top-1 variance share >= {r.CORRELATED_TOP1}",
+             "Bardes et al. 2022 (VICReg covariance term); Zbontar et al. 2021 (Barlow Twins)", "readings"),
+    Detector("dead_dimensions", r.detect_dead_dimensions, f"dead_dim_share >= {r.DEAD_DIM_SHARE:.0%} sustained",
+             "Bardes et al. 2022 (VICReg variance term); Jing et al. 2022", "readings"),
+    Detector("uneven_feature_norms", r.detect_uneven_norms, f"norm_cv >= {r.NORM_CV} sustained",
+             "practitioner check on embedding norms", "readings"),
+    Detector("class_collapse", r.detect_class_collapse,
+             f"top_class_share >= max({r.CLASS_TOP_SHARE}, 3/K) ({r.BINARY_TOP_SHARE} for 2 classes) sustained",
+             "majority-class baseline; Buda et al. 2018 (class imbalance in CNNs)", "readings"),
+    Detector("overconfidence", r.detect_overconfidence, f"confidence - accuracy >= {r.OVERCONFIDENCE_GAP} sustained",
+             "Guo et al. 2017 (On Calibration of Modern Neural Networks)", "readings"),
+    Detector("codebook_collapse", r.detect_codebook_collapse,
+             f"codes usage_share < {r.CODE_USAGE_SHARE} or perplexity_ratio < {r.CODE_PERPLEXITY_RATIO} sustained",
+             "van den Oord et al. 2017; Dhariwal et al. 2020", "readings"),
+    Detector("uniform_attention", r.detect_uniform_attention, f"attention entropy_ratio >= {r.UNIFORM_ATTENTION} sustained",
+             "Zhai et al. 2023 (attention entropy and training stability)", "readings"),
+    Detector("gpu_memory_pressure", r.detect_gpu_memory, f"reserved memory >= {r.GPU_MEMORY_SHARE:.0%} of the card sustained",
+             "PyTorch CUDA memory management notes", "readings"),
+    Detector("data_loading_bottleneck", r.detect_data_loading, f"time/data_wait_share >= {r.DATA_WAIT_SHARE:.0%} sustained",
+             "PyTorch performance tuning guide; TensorFlow tf.data guide", "readings"),
+]
+
+
+def detect(run: Run) -> list[Signal]:
+    """Every signal the registry finds in a run, most severe first, then by position on the axis."""
+    ctx = Context(run)
+    signals: list[Signal] = []
+    for det in REGISTRY:
+        try:
+            signals.extend(det.fn(ctx))
+        except Exception as exc:  # a detector must never take the others down with it
+            note = f"Detector {det.kind} ({det.fn.__name__}) failed on this run: {type(exc).__name__}: {exc}."
+            if note not in run.skipped:
+                run.skipped.append(note)
+    signals.sort(key=lambda s: (-SEVERITY_ORDER[s.severity], s.start, s.kind, s.metric))
+    return signals
+
+
+def detector_table() -> list[dict[str, str]]:
+    """The registry as rows (kind, function, threshold, reference, inputs) for docs and `--help` output."""
+    return [{"kind": d.kind, "function": d.fn.__name__, "threshold": d.threshold, "reference": d.reference, "inputs": d.inputs}
+            for d in REGISTRY]
+
+
+__all__ = ["REGISTRY", "Context", "Detector", "detect", "detector_table"]
