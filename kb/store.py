@@ -178,6 +178,7 @@ class KnowledgeBase:
                 encoder=encoder,
                 replace_all=True,
                 imported={k: (name, text) for k, name, text in imported},
+                reuse=self._vectors_if_readable(),
             )
             fresh.close()
             self.close()
@@ -222,6 +223,18 @@ class KnowledgeBase:
             return []
         return [(s, f, t) for s, f, t in rows]
 
+    def _vectors_if_readable(self) -> dict[str, tuple[str, bytes]]:
+        """Embeddings of the file being rebuilt (id -> (content hash, blob)), so unchanged entries are not re-embedded."""
+        try:
+            con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            try:
+                rows = con.execute("SELECT id, content_hash, vector FROM embeddings WHERE model = ?", (MODEL_NAME,)).fetchall()
+            finally:
+                con.close()
+        except sqlite3.DatabaseError:
+            return {}
+        return {eid: (h, blob) for eid, h, blob in rows if isinstance(blob, bytes) and len(blob) == 4 * VIEWS * 384}
+
     def _write(
         self,
         docs: list[ParsedDocument],
@@ -229,6 +242,7 @@ class KnowledgeBase:
         encoder: Encoder | None,
         replace_all: bool,
         imported: dict[str, tuple[str, str]],
+        reuse: dict[str, tuple[str, bytes]] | None = None,
     ) -> BuildReport:
         import sqlite_utils
 
@@ -249,16 +263,20 @@ class KnowledgeBase:
                 for r in db.query("SELECT id, content_hash FROM embeddings WHERE model = ?", [MODEL_NAME])
             }
             todo = [eid for eid in texts if known.get(eid) != hashes[eid]]
-            report.reused = len(texts) - len(todo)
             vectors: dict[str, bytes] = {}
+            for eid in list(todo):
+                if reuse and eid in reuse and reuse[eid][0] == hashes[eid]:
+                    vectors[eid] = reuse[eid][1]
+                    todo.remove(eid)
+            report.reused = len(texts) - len(todo)
             if todo:  # embed outside the transaction; nothing is written if it fails
                 enc = encoder or _build_encoder()
                 # two views per entry, stored side by side in one blob: the symptom view and the full text
                 full = enc.encode([texts[eid] for eid in todo])
                 focused = enc.encode([symptom_texts[eid] for eid in todo])
-                vectors = {
-                    eid: np.concatenate([f, s]).astype("<f4").tobytes() for eid, f, s in zip(todo, full, focused)
-                }
+                vectors.update(
+                    (eid, np.concatenate([f, s]).astype("<f4").tobytes()) for eid, f, s in zip(todo, full, focused)
+                )
             report.embedded = len(todo)
             sources = [d.source for d in docs]
             with db.conn:

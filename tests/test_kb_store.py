@@ -72,7 +72,8 @@ def test_import_user_document_and_rebuild_keeps_it(kb_copy, tmp_path):
     assert store.stats()["codebook-notes"] == 1
     hit = store.search("only a few percent of the codebook entries are used", k=3)
     assert "codebook-notes/001-codebook-usage-collapses" in [h.entry.id for h in hit]
-    store.build(rebuild=True, encoder=NumpyMiniLM())
+    rebuilt = store.build(rebuild=True, encoder=NumpyMiniLM())
+    assert rebuilt.embedded == 0 and rebuilt.reused == 138
     assert store.stats()["codebook-notes"] == 1
     assert [e.id for e in store.entries("catalog")] == ids_before
 
@@ -124,6 +125,7 @@ def test_not_sqlite_and_old_schema(tmp_path, kb_copy):
         KnowledgeBase(kb_copy).stats()
     report = KnowledgeBase(kb_copy).build(rebuild=True, encoder=NumpyMiniLM())
     assert report.sources["catalog"] == 100
+    assert report.embedded == 0  # the old file's vectors still match their entries' content
     assert KnowledgeBase(kb_copy).stats()["guide"] == 19
 
 
