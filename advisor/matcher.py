@@ -59,7 +59,9 @@ def signal_query(signal: Signal) -> str:
 def entries_for_signal(signal: Signal, kb: KnowledgeBase) -> dict[str, tuple[float, str]]:
     """entry id -> (score in 0..1.15, how it was found) for one signal."""
     found: dict[str, tuple[float, str]] = {}
-    for i, entry_id in enumerate(signal_links().get(signal.kind, [])):
+    links = signal_links()
+    role = signal.numbers.get("role")
+    for i, entry_id in enumerate(links.get(f"{signal.kind}.{role}", links.get(signal.kind, []))):
         try:
             kb.get(entry_id)
         except KBError:

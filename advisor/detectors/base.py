@@ -295,6 +295,7 @@ class Context:
         if early_cap and self.is_early(end, s):
             severity = "low"
         nums = {k: number(v) for k, v in (numbers or {}).items()}
+        nums["role"] = s.role  # lets the matcher tell a stalled metric from a stalled loss
         return Signal(
             kind=kind,
             metric=s.name,
