@@ -6,42 +6,15 @@ Each command is a few lines over the Python API (advisor.annotate, advisor.diagn
 from __future__ import annotations
 
 import json
-import os
-import sys
-from functools import wraps
 from importlib import resources
-from pathlib import Path
 
 import click
 
 from advisor.models import AdvisorError
+from kb.cli import error_handler
 from kb.models import KBError
 
-
-def _fail(message: str) -> None:
-    click.echo(f"advisor: error: {message}", err=True)
-    sys.exit(2)
-
-
-def handle_errors(fn):
-    """Our own errors become one line on stderr and exit status 2, never a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (AdvisorError, KBError) as exc:
-            _fail(str(exc))
-        except OSError as exc:
-            _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
-        except KeyboardInterrupt:
-            _fail("interrupted")
-        except Exception as exc:  # a bug of ours: still one line; TRAIN_ADVISOR_DEBUG=1 shows the traceback
-            if os.environ.get("TRAIN_ADVISOR_DEBUG"):
-                raise
-            _fail(f"internal error: {exc.__class__.__name__}: {exc} (set TRAIN_ADVISOR_DEBUG=1 for details)")
-
-    return wrapper
+handle_errors = error_handler("advisor", (AdvisorError, KBError))
 
 
 def demo_run_path() -> str:

@@ -13,30 +13,35 @@ from kb.models import KBError
 from kb.store import KnowledgeBase
 
 
-def _fail(message: str) -> None:
-    click.echo(f"kb: error: {message}", err=True)
-    sys.exit(2)
+def error_handler(prog: str, expected: tuple[type[BaseException], ...]):
+    """A decorator for commands: expected errors become one line on stderr and exit status 2, never a traceback."""
+
+    def fail(message: str) -> None:
+        click.echo(f"{prog}: error: {message}", err=True)
+        sys.exit(2)
+
+    def decorate(fn):
+        @wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except expected as exc:
+                fail(str(exc))
+            except OSError as exc:
+                fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+            except KeyboardInterrupt:
+                fail("interrupted")
+            except Exception as exc:  # a bug of ours: still one line; TRAIN_ADVISOR_DEBUG=1 shows the traceback
+                if os.environ.get("TRAIN_ADVISOR_DEBUG"):
+                    raise
+                fail(f"internal error: {exc.__class__.__name__}: {exc} (set TRAIN_ADVISOR_DEBUG=1 for details)")
+
+        return wrapper
+
+    return decorate
 
 
-def handle_errors(fn):
-    """Our own errors become one line on stderr and exit status 2, never a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except KBError as exc:
-            _fail(str(exc))
-        except OSError as exc:
-            _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
-        except KeyboardInterrupt:
-            _fail("interrupted")
-        except Exception as exc:  # a bug of ours: still one line; TRAIN_ADVISOR_DEBUG=1 shows the traceback
-            if os.environ.get("TRAIN_ADVISOR_DEBUG"):
-                raise
-            _fail(f"internal error: {exc.__class__.__name__}: {exc} (set TRAIN_ADVISOR_DEBUG=1 for details)")
-
-    return wrapper
+handle_errors = error_handler("kb", (KBError,))
 
 
 def _kb(ctx: click.Context) -> KnowledgeBase:
