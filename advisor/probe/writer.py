@@ -1,0 +1,109 @@
+"""A background thread that owns the run store's connection and writes what the probe queues.
+
+Training never waits on SQLite: the probe hands over rows and returns. Batches that queue up while
+one is being written go into the next transaction together; every transaction is complete on disk
+(WAL), so a reader can open the store at any time and a killed process loses only what was queued.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+from advisor import runstore
+
+_STOP = object()
+
+
+class StoreWriter:
+    def __init__(self, run: str | Path) -> None:
+        self.path = runstore.store_path(run)
+        # Opened here so a bad run directory fails at construction, not silently later.
+        self._con: sqlite3.Connection = runstore.open_for_writing(run)
+        self._queue: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self._warned = False
+        self._thread = threading.Thread(target=self._run, name="advisor-probe-writer", daemon=True)
+        self._thread.start()
+
+    def readings(self, rows: list[tuple[int, str, float, float]]) -> None:
+        if rows:
+            self._put(("readings", rows))
+
+    def meta(self, meta: dict[str, Any]) -> None:
+        self._put(("meta", meta))
+
+    def event(self, step: int, time: float, kind: str, name: str, message: str) -> None:
+        self._put(("event", (step, time, kind, name, message)))
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until everything queued so far is committed."""
+        done = threading.Event()
+        self._put(("sync", done))
+        done.wait(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+
+    def _put(self, item: tuple) -> None:
+        if self.error is not None and not self._warned:
+            self._warned = True
+            warnings.warn(f"advisor.probe: writing the run store failed: {self.error!r}", RuntimeWarning, stacklevel=3)
+        if self._thread.is_alive():
+            self._queue.put(item)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    return
+                batch = [item]
+                while True:  # gather whatever else is waiting into the same transaction
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    batch.append(more)
+                    if more is _STOP:
+                        break
+                stop = batch[-1] is _STOP
+                self._write([b for b in batch if b is not _STOP])
+                if stop:
+                    return
+        finally:
+            try:
+                self._con.close()
+            except Exception:
+                pass
+
+    def _write(self, batch: list[tuple]) -> None:
+        rows: list = []
+        syncs = []
+        try:
+            for kind, payload in batch:
+                if kind == "readings":
+                    rows.extend(payload)
+                elif kind == "sync":
+                    syncs.append(payload)
+                else:
+                    if rows:
+                        runstore.write_readings(self._con, rows)
+                        rows = []
+                    if kind == "meta":
+                        runstore.write_meta(self._con, payload)
+                    elif kind == "event":
+                        runstore.write_event(self._con, *payload)
+            if rows:
+                runstore.write_readings(self._con, rows)
+        except Exception as exc:  # disk full, locked file...: keep the thread alive, report once
+            self.error = exc
+        finally:
+            for done in syncs:
+                done.set()
