@@ -314,7 +314,7 @@ def _split_status(text: str) -> tuple[str, str]:
 
 
 def _provenance(file: str, h: Heading, lines: list[str]) -> Provenance:
-    end = h.end
+    end = min(h.end, len(lines))
     while end > h.line + 1 and lines[end - 1].strip() in ("", "---", "***", "___"):
         end -= 1
     return Provenance(file=file, start_line=h.line + 1, end_line=max(end, h.line + 1))
@@ -408,6 +408,7 @@ def parse_text(text: str, *, source: str, file: str) -> ParsedDocument:
     """Parse one document's text. Raises KBError when it holds no entries."""
     if "\x00" in text:
         raise KBError(f"{file}: looks like a binary file, not markdown")
+    text = re.sub(r"\r\n?", "\n", text)  # markdown-it's own line breaks: line numbers must agree with it
     fixed = repair_mojibake(text)
     lines = fixed.split("\n")
     if len(lines) != len(text.split("\n")):  # provenance relies on the repair keeping lines
