@@ -314,8 +314,9 @@ class Probe:
         if codebook_size is not None and f"codebook_size={codebook_size}" not in self._notes:
             self._notes.add(f"codebook_size={codebook_size}")
             self._write_meta({"codebook_size": int(codebook_size)})
-        named = {**self._staged_scalars, **named}
-        self._staged_scalars = {}
+        if self._staged_scalars:
+            named = {**self._staged_scalars, **named}
+            self._staged_scalars = {}
 
         # The optimizer has stepped since the last sampled step's snapshot: read that update first.
         if self._params is not None and self._params.has_snapshot():
@@ -341,7 +342,7 @@ class Probe:
                 self._read_sampled(k, now, sources, model_readings=True)
         else:
             self._staged = {}
-            if self._acts is not None:
+            if self._acts is not None and self._acts.armed:
                 self._acts.take()  # armed for a step that turned out not to be sampled
 
         self._last_step = k
@@ -413,10 +414,10 @@ class Probe:
             return
         for name, value in scalars.items():
             if isinstance(value, Tensor):
-                value = value.detach().reshape(())
                 if value.device.type == "cpu":
-                    value = float(value)
-                # else: stays a device tensor until the next flush, which reads all of them at once
+                    value = value.detach().item()
+                else:  # stays on the device until the next flush, which reads all of them at once
+                    value = value.detach().reshape(())
             else:
                 value = float(value)
             self._pending.append((k, name, value, now))
