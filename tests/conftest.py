@@ -16,6 +16,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
+LLM_ENV_NAMES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TRAIN_ADVISOR_LLM_MODEL", "TRAIN_ADVISOR_LLM_MODEL_PATH", "TRAIN_ADVISOR_LLM_BACKEND")
+
+
+@pytest.fixture(autouse=True)
+def isolated_llm_config(monkeypatch, tmp_path):
+    """No test sees the developer's own LLM endpoint, key or config file."""
+    for name in LLM_ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TRAIN_ADVISOR_CONFIG", str(tmp_path / "no-config.toml"))
+
+
 @pytest.fixture(scope="session")
 def built_kb_path(tmp_path_factory) -> Path:
     """A KB built from the shipped sources with the real model (read-only for tests: copy to modify)."""

@@ -29,17 +29,6 @@ from advisor.explain.options import ExplainOptions, read_llm_config, redact, res
 from advisor.models import AdvisorError, Diagnosis, Evidence, Signal, Suggestion
 from kb.models import Provenance
 
-ENV_NAMES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TRAIN_ADVISOR_LLM_MODEL", "TRAIN_ADVISOR_LLM_MODEL_PATH", "TRAIN_ADVISOR_LLM_BACKEND")
-
-
-@pytest.fixture(autouse=True)
-def isolated_config(monkeypatch, tmp_path):
-    """No test reads the user's environment or config file."""
-    for name in ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("TRAIN_ADVISOR_CONFIG", str(tmp_path / "no-config.toml"))
-
-
 # -- realistic diagnoses ---------------------------------------------------------------------------
 
 

@@ -24,16 +24,6 @@ KEY = "sk-test-Secret0123456789abcdef"
 GROUNDED = ("What is probably going on\nThe loss went NaN at step 1200 [guide/001-loss-becomes-nan].\n"
             "Fixes to try first\n1. Reduce learning rate by 10x [guide/001-loss-becomes-nan].\n"
             "How to tell if it worked\nThe loss stays finite past step 1500.")
-ENV_NAMES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TRAIN_ADVISOR_LLM_MODEL", "TRAIN_ADVISOR_LLM_MODEL_PATH", "TRAIN_ADVISOR_LLM_BACKEND")
-
-
-@pytest.fixture(autouse=True)
-def isolated_config(monkeypatch, tmp_path):
-    for name in ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("TRAIN_ADVISOR_CONFIG", str(tmp_path / "no-config.toml"))
-
-
 def nan_run() -> Diagnosis:
     nan = Signal(kind="nan_inf", metric="loss", start=1200, end=1500, severity="high",
                  numbers={"first_nonfinite_step": 1200}, summary="loss became NaN at step 1200")

@@ -17,16 +17,6 @@ from kb.models import Provenance  # noqa: E402
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
-ENV_NAMES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TRAIN_ADVISOR_LLM_MODEL", "TRAIN_ADVISOR_LLM_MODEL_PATH", "TRAIN_ADVISOR_LLM_BACKEND")
-
-
-@pytest.fixture(autouse=True)
-def isolated_config(monkeypatch, tmp_path):
-    for name in ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("TRAIN_ADVISOR_CONFIG", str(tmp_path / "no-config.toml"))
-
-
 def nan_run() -> Diagnosis:
     nan = Signal(kind="nan_inf", metric="loss", start=1200, end=1500, severity="high", summary="loss became NaN at step 1200")
     return Diagnosis(path="runs/nan/metrics.csv", signals=[nan], suggestions=[Suggestion(
