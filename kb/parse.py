@@ -201,7 +201,8 @@ def _blocks(tokens) -> tuple[list[Heading], list[Block]]:
                     if nested:
                         blocks.append(Block("list", start, end, items=nested))
                 else:
-                    plain.append(first + (": " + "; ".join(inline_text(n) for n in nested) if nested else ""))
+                    joiner = " " if first.rstrip().endswith(":") else ": "
+                    plain.append(first + (joiner + "; ".join(inline_text(n) for n in nested) if nested else ""))
             if plain:
                 blocks.append(Block("list", start, end, items=plain))
         elif t.type in ("fence", "code_block"):
