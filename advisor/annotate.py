@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from advisor.models import AdvisorError, Annotation, Run, Signal, SuggestionRef
+from advisor.models import SEVERITY_ORDER, AdvisorError, Annotation, Run, Signal, SuggestionRef
 from kb import KnowledgeBase
 
 SUGGESTIONS_PER_ANNOTATION = 3
@@ -54,8 +54,7 @@ def annotate_run(run: Run, kb: KnowledgeBase | str | Path | None = None) -> dict
     store = open_kb(kb)
     signals = detect(run)
     annotations = [annotation_for(s, store) for s in signals]
-    order = {"high": 0, "medium": 1, "low": 2}
-    annotations.sort(key=lambda a: (order[a.severity], a.start, a.metric))
+    annotations.sort(key=lambda a: (-SEVERITY_ORDER[a.severity], a.start, a.metric))
     return {
         "log": run.path,
         "format": run.format,

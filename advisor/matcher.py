@@ -16,7 +16,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Iterable
 
-from advisor.models import SEVERITY_WEIGHT, Evidence, Signal, Suggestion
+from advisor.models import SEVERITY_ORDER, SEVERITY_WEIGHT, Evidence, Signal, Suggestion
 from kb import KBError, KnowledgeBase
 from kb.models import Entry
 
@@ -136,8 +136,7 @@ def _suggestion(entry: Entry, score: float, cand: _Candidate) -> Suggestion:
         if sig is not None:
             signals.setdefault((sig.kind, sig.metric, sig.start), sig)
     evidence = [Evidence.from_signal(s) for s in signals.values()]
-    order = {"high": 0, "medium": 1, "low": 2}
-    severity = min((s.severity for s in signals.values()), key=order.__getitem__, default="low")
+    severity = max((s.severity for s in signals.values()), key=SEVERITY_ORDER.__getitem__, default="low")
     return Suggestion(
         id=entry.id,
         source=entry.source,

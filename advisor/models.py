@@ -17,6 +17,7 @@ from kb.models import Provenance
 
 Severity = Literal["high", "medium", "low"]
 SEVERITY_WEIGHT: dict[str, float] = {"high": 1.0, "medium": 0.6, "low": 0.3}
+SEVERITY_ORDER: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
 
 # Roles a series can play; inferred from its name (advisor.roles) or set in a TOML override.
 Role = Literal[

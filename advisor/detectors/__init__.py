@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from advisor.detectors import curves as c
 from advisor.detectors import readings as r
-from advisor.detectors.base import SEVERITY_ORDER, Context, Detector
-from advisor.models import Run, Signal
+from advisor.detectors.base import Context, Detector
+from advisor.models import SEVERITY_ORDER, Run, Signal
 
 REGISTRY: list[Detector] = [
     # ---- from a log's curves ----

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from advisor.models import Run, Series, Signal
+from advisor.models import SEVERITY_ORDER, Run, Series, Signal
 from advisor.roles import RoleGuess, main_loss
 
 # Above this many points a series is judged on bucketed copies (median for levels, max/min for peaks).
@@ -26,8 +26,6 @@ MAX_POINTS = 4000
 EARLY_FRACTION = 0.05
 EARLY_POINTS = 2
 MAD_TO_SIGMA = 1.4826  # MAD of a normal sample times this is its standard deviation
-
-SEVERITY_ORDER = {"low": 0, "medium": 1, "high": 2}
 
 
 def lower(severity: str, steps: int = 1) -> str:
