@@ -48,13 +48,14 @@ def diagnose_run(
                 remarks.append("no symptoms found: the curves look healthy to the detectors")
     if run is None and not (describe and describe.strip()):
         raise AdvisorError("nothing to diagnose: give a run or log, or --describe what you see")
-    if notes is not None:
+    if notes is not None and run is not None:
         from advisor.notes import run_key
 
+        key = run_key(run.path)
         if history is None and signals:
-            history = notes.history(sorted({s.kind for s in signals}))
-        if run is not None:
-            dismissed = frozenset(dismissed) | frozenset(notes.dismissed(run_key(run.path)))
+            # `helped` is evidence for later runs: this run's own marks do not move its ranking (as in the TUI)
+            history = notes.history(sorted({s.kind for s in signals}), exclude_run=key)
+        dismissed = frozenset(dismissed) | frozenset(notes.dismissed(key))
     suggestions = rank(signals, store, describe=describe, history=history, dismissed=dismissed, top=top)
     return Diagnosis(
         path=run.path if run is not None else None,
