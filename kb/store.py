@@ -262,12 +262,10 @@ class KnowledgeBase:
                 r["id"]: r["content_hash"]
                 for r in db.query("SELECT id, content_hash FROM embeddings WHERE model = ?", [MODEL_NAME])
             }
-            todo = [eid for eid in texts if known.get(eid) != hashes[eid]]
-            vectors: dict[str, bytes] = {}
-            for eid in list(todo):
-                if reuse and eid in reuse and reuse[eid][0] == hashes[eid]:
-                    vectors[eid] = reuse[eid][1]
-                    todo.remove(eid)
+            changed = [eid for eid in texts if known.get(eid) != hashes[eid]]
+            reuse = reuse or {}
+            vectors = {eid: reuse[eid][1] for eid in changed if eid in reuse and reuse[eid][0] == hashes[eid]}
+            todo = [eid for eid in changed if eid not in vectors]
             report.reused = len(texts) - len(todo)
             if todo:  # embed outside the transaction; nothing is written if it fails
                 enc = encoder or _build_encoder()
@@ -457,8 +455,10 @@ class KnowledgeBase:
         """Rank entries for a symptom description. mode: hybrid (default), bm25 or dense."""
         if mode not in ("hybrid", "bm25", "dense"):
             raise KBError(f"unknown search mode {mode!r} (hybrid, bm25 or dense)")
-        if source and source not in self.stats():
-            raise KBError(f"no source {source!r} in the KB (have: {', '.join(self.stats())})")
+        if source:
+            sources = self.stats()
+            if source not in sources:
+                raise KBError(f"no source {source!r} in the KB (have: {', '.join(sources)})")
         if mode == "hybrid":
             # SQLite releases the GIL while it ranks: run BM25 beside the query embedding
             pending = self._pool().submit(self.bm25, text, CANDIDATES, source)
