@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Probe", "annotate", "diagnose", "explain", "read_log"]
+__all__ = ["Probe", "annotate", "demo_run_path", "diagnose", "explain", "read_log"]
 
 _LAZY = {
     "Probe": ("advisor.probe", "Probe"),
@@ -17,6 +17,13 @@ _LAZY = {
     "explain": ("advisor.explain", "explain"),
     "read_log": ("advisor.logs", "read_log"),
 }
+
+
+def demo_run_path() -> str:
+    """The JEPA run log shipped with the package: what `advisor` with no arguments opens."""
+    from importlib import resources
+
+    return str(resources.files("advisor") / "data" / "demo_jepa_run.jsonl")
 
 
 def __getattr__(name: str) -> Any:

@@ -6,20 +6,15 @@ Each command is a few lines over the Python API (advisor.annotate, advisor.diagn
 from __future__ import annotations
 
 import json
-from importlib import resources
 
 import click
 
+from advisor import demo_run_path
 from advisor.models import AdvisorError
 from kb.cli import error_handler
 from kb.models import KBError
 
 handle_errors = error_handler("advisor", (AdvisorError, KBError))
-
-
-def demo_run_path() -> str:
-    """The JEPA run log shipped with the package (the demo the TUI opens)."""
-    return str(resources.files("advisor") / "data" / "demo_jepa_run.jsonl")
 
 
 def _open_kb(db: str | None):

@@ -13,9 +13,10 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from advisor import demo_run_path  # noqa: F401  (cheap: the package imports nothing heavy)
 
 if TYPE_CHECKING:  # pragma: no cover
     from advisor.models import Run, Signal, Suggestion
@@ -27,11 +28,6 @@ TOP = 10
 WAITING = "waiting for the probe's first readings…"
 NEW_TTL_S = 60.0  # how long a suggestion or evidence that appeared live stays highlighted
 _KEEP: Any = object()  # rerank(): keep the current description
-
-
-def demo_run_path() -> str:
-    """The JEPA run log shipped with the package: what `advisor` with no arguments opens."""
-    return str(resources.files("advisor") / "data" / "demo_jepa_run.jsonl")
 
 
 class Pipeline:
