@@ -15,38 +15,38 @@ codebook_collapse, uniform_attention, gpu_memory_pressure, data_loading_bottlene
 
 from __future__ import annotations
 
-from advisor.detectors import curves as c
+from advisor.detectors import codebook, components, gradients, losses, progress
 from advisor.detectors import readings as r
 from advisor.detectors.base import Context, Detector
 from advisor.models import SEVERITY_ORDER, Run, Signal
 
 REGISTRY: list[Detector] = [
     # ---- from a log's curves ----
-    Detector("nan_inf", c.detect_nan_inf, "any NaN/Inf value; high when a loss ends non-finite or >= 5% of it is",
+    Detector("nan_inf", losses.detect_nan_inf, "any NaN/Inf value; high when a loss ends non-finite or >= 5% of it is",
              "Goodfellow et al. 2016 (Deep Learning, 8.2 numerical issues); AMP GradScaler skips overflow steps"),
-    Detector("spike", c.detect_spikes, f"robust z >= {c.SPIKE_Z} against a rolling median/MAD and >= {c.SPIKE_REL:.0%} above it; returns to its level",
+    Detector("spike", losses.detect_spikes, f"robust z >= {losses.SPIKE_Z} against a rolling median/MAD and >= {losses.SPIKE_REL:.0%} above it; returns to its level",
              "Iglewicz & Hoaglin 1993 (modified z-score); Chowdhery et al. 2022 (PaLM loss spikes)"),
-    Detector("grad_spike", c.detect_grad_spikes, f"gradient norm >= {c.GRAD_SPIKE_RATIO}x its trailing median and robust z >= {c.GRAD_SPIKE_Z}",
+    Detector("grad_spike", gradients.detect_grad_spikes, f"gradient norm >= {gradients.GRAD_SPIKE_RATIO}x its trailing median and robust z >= {gradients.GRAD_SPIKE_Z}",
              "Pascanu et al. 2013 (exploding gradients); Molybog et al. 2023 (Adam instability)"),
-    Detector("component_growth", c.detect_component_growth,
-             f"a loss term grows >= {c.COMPONENT_GROWTH_RATIO}x (and >= {c.COMPONENT_MIN_SHARE_GROWTH:.0%} of the total) with rank trend >= {c.COMPONENT_MIN_TREND} while the rest of the loss falls",
+    Detector("component_growth", components.detect_component_growth,
+             f"a loss term grows >= {components.COMPONENT_GROWTH_RATIO}x (and >= {components.COMPONENT_MIN_SHARE_GROWTH:.0%} of the total) with rank trend >= {components.COMPONENT_MIN_TREND} while the rest of the loss falls",
              "Chen et al. 2018 (GradNorm); Kendall et al. 2018 (uncertainty weighting of multi-task losses)"),
-    Detector("divergence", c.detect_divergence, f"training loss ends >= {c.DIVERGENCE_RISE:.0%} above its smoothed minimum, sustained; high at {c.DIVERGENCE_HIGH_FACTOR}x",
+    Detector("divergence", losses.detect_divergence, f"training loss ends >= {losses.DIVERGENCE_RISE:.0%} above its smoothed minimum, sustained; high at {losses.DIVERGENCE_HIGH_FACTOR}x",
              "Smith 2017 (LR range test); fastai lr_find stops at 4x the minimum loss"),
-    Detector("plateau", c.detect_plateau,
-             f"final window >= {c.PLATEAU_MIN_FRACTION:.0%} of the run that improves < {c.PLATEAU_REL_TOL:.0%} and stays in a {c.PLATEAU_BAND:.0%} band",
+    Detector("plateau", progress.detect_plateau,
+             f"final window >= {progress.PLATEAU_MIN_FRACTION:.0%} of the run that improves < {progress.PLATEAU_REL_TOL:.0%} and stays in a {progress.PLATEAU_BAND:.0%} band",
              "Keras ReduceLROnPlateau / EarlyStopping (patience, min_delta)"),
-    Detector("oscillation", c.detect_oscillation, f">= {c.OSC_MIN_SWINGS} consecutive swings of >= {c.OSC_SWING_REL:.0%} of the lower level",
+    Detector("oscillation", losses.detect_oscillation, f">= {losses.OSC_MIN_SWINGS} consecutive swings of >= {losses.OSC_SWING_REL:.0%} of the lower level",
              "Zhang et al. 2021 (AUTOTRAINER: oscillating loss)"),
-    Detector("overfitting", c.detect_overfitting, f"validation loss ends >= {c.OVERFIT_GL:.0%} above its minimum (GL), beyond {c.OVERFIT_NOISE_SIGMAS} noise sigmas, sustained",
+    Detector("overfitting", progress.detect_overfitting, f"validation loss ends >= {progress.OVERFIT_GL:.0%} above its minimum (GL), beyond {progress.OVERFIT_NOISE_SIGMAS} noise sigmas, sustained",
              "Prechelt 1998 (Early Stopping - But When?, GL_alpha criterion)"),
-    Detector("level_shift", c.detect_level_shift, f"one-step jump >= {c.LEVEL_SHIFT_Z} robust sigmas of recent steps and >= {c.LEVEL_SHIFT_REL:.0%} of the level",
+    Detector("level_shift", codebook.detect_level_shift, f"one-step jump >= {codebook.LEVEL_SHIFT_Z} robust sigmas of recent steps and >= {codebook.LEVEL_SHIFT_REL:.0%} of the level",
              "Page 1954 (CUSUM change points); Dhariwal et al. 2020 (codebook resets)"),
-    Detector("usage_collapse", c.detect_usage_collapse, f"usage falls to <= {c.USAGE_DROP:.0%} of its peak",
+    Detector("usage_collapse", codebook.detect_usage_collapse, f"usage falls to <= {codebook.USAGE_DROP:.0%} of its peak",
              "van den Oord et al. 2017 (VQ-VAE); Dhariwal et al. 2020 (Jukebox); Lancucki et al. 2020"),
-    Detector("clip_pressure", c.detect_clip_pressure, f"gradient norm above the clip value at >= {c.CLIP_SHARE_MEDIUM:.0%} of points (needs clip_value)",
+    Detector("clip_pressure", gradients.detect_clip_pressure, f"gradient norm above the clip value at >= {gradients.CLIP_SHARE_MEDIUM:.0%} of points (needs clip_value)",
              "Pascanu et al. 2013; Zhang et al. 2020 (Why gradient clipping accelerates training)"),
-    Detector("low_rank", c.detect_rank_drop, f"effective rank falls to <= {c.RANK_DROP:.0%} of its peak and stays there",
+    Detector("low_rank", codebook.detect_rank_drop, f"effective rank falls to <= {codebook.RANK_DROP:.0%} of its peak and stays there",
              "Garrido et al. 2023 (RankMe); Jing et al. 2022 (dimensional collapse)"),
     # ---- from probe readings ----
     Detector("dead_units", r.detect_dead_units, f"act/*/zero_fraction >= {r.DEAD_ZERO_FRACTION:.0%} sustained",

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from advisor.models import SEVERITY_ORDER, Run, Series, Signal
-from advisor.roles import RoleGuess, main_loss
+from advisor.roles import RoleGuess, leaf, main_loss
 
 # Above this many points a series is judged on bucketed copies (median for levels, max/min for peaks).
 MAX_POINTS = 4000
@@ -26,6 +26,29 @@ MAX_POINTS = 4000
 EARLY_FRACTION = 0.05
 EARLY_POINTS = 2
 MAD_TO_SIGMA = 1.4826  # MAD of a normal sample times this is its standard deviation
+
+LOSS_ROLES = ("loss", "val_loss", "loss_component")
+
+
+def plain(name: str) -> str:
+    """A metric name as words for a search query: `train/relational` -> `relational`."""
+    return leaf(name).replace("_", " ").replace("-", " ").strip() or name
+
+
+def what(s: Series) -> str:
+    """What a series is, in words, for summaries and queries."""
+    return {
+        "loss": "training loss",
+        "val_loss": "validation loss",
+        "loss_component": "loss component",
+        "val_metric": "validation metric",
+        "train_metric": "training metric",
+        "grad_norm": "gradient norm",
+        "usage": "codebook usage",
+        "rank": "effective rank",
+        "lr": "learning rate",
+        "reward": "reward",
+    }.get(s.role, "metric")
 
 
 def lower(severity: str, steps: int = 1) -> str:
@@ -76,6 +99,12 @@ def noise_sigma(y: np.ndarray) -> float:
         return 0.0
     resid = y - rolling_median(y, 5)
     return float(MAD_TO_SIGMA * np.median(np.abs(resid - np.median(resid))))
+
+
+def tail_level(y: np.ndarray, k_after: int) -> float:
+    """A curve's end level: the median of its last few points (up to 5, at most half of those after its best)."""
+    k = int(np.clip(k_after // 2, 1, 5))
+    return float(np.median(y[-k:]))
 
 
 def quantum(y: np.ndarray) -> float:
