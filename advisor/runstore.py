@@ -5,7 +5,10 @@ Schema (the contract between the probe, the log readers and the TUI):
 - ``readings(step INTEGER, name TEXT, value REAL, time REAL)`` — one row per (step, reading).
   A NaN reading is stored as NULL (SQLite has no NaN); +/-Inf are stored as they are.
 - ``meta(key TEXT PRIMARY KEY, value TEXT)`` — run metadata, values JSON-encoded
-  (model summary, torch version, device, every, started/finished times, codebook_size...).
+  (model summary, torch version, device, every, started/finished times, codebook_size...). Keys the
+  advisor relies on are named in `advisor.reading_names` (META_*): `run_id` (a uuid made with the
+  store; notes are keyed by it), the writer's `pid`, `hostname` and `pid_start`, and `heartbeat`
+  (time of its last transaction), from which `run_state` tells a live run from a stopped one.
 - ``events(step INTEGER, time REAL, kind TEXT, name TEXT, message TEXT)`` — e.g. a reading that
   disabled itself and why.
 
@@ -17,13 +20,24 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import sqlite3
+import time
+import uuid
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import numpy as np
 
+from advisor import reading_names as rn
+
 STORE_NAME = "run.db"
+# The writer commits at least this often while it lives (an idle probe writes a bare heartbeat), so a
+# store whose last write is STALE_SECONDS old, on a host where its process cannot be checked, is stopped.
+HEARTBEAT_SECONDS = 10.0
+STALE_SECONDS = 6 * HEARTBEAT_SECONDS
+RunState = Literal["live", "stopped", "finished"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (step INTEGER NOT NULL, name TEXT NOT NULL, value REAL, time REAL);
@@ -64,7 +78,31 @@ def open_for_writing(path: str | Path) -> sqlite3.Connection:
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
     con.executescript(SCHEMA)
+    with con:  # a store keeps the id it was created with when a run is resumed into it
+        con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (rn.META_RUN_ID, json.dumps(uuid.uuid4().hex)))
     return con
+
+
+def begin_writing(con: sqlite3.Connection) -> None:
+    """Mark the store as written by this process, on this host, from now (a resumed run is live again)."""
+    with con:
+        con.execute("DELETE FROM meta WHERE key = ?", (rn.META_FINISHED,))
+    write_meta(
+        con,
+        {
+            rn.META_PID: os.getpid(),
+            rn.META_HOST: socket.gethostname(),
+            "pid_start": _process_start(os.getpid()),  # a pid reused later is not this run
+            rn.META_HEARTBEAT: time.time(),
+        },
+    )
+
+
+def write_heartbeat(con: sqlite3.Connection, now: float | None = None) -> None:
+    """Record the time of the latest write; called inside the writer's transactions."""
+    con.execute(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (rn.META_HEARTBEAT, json.dumps(now or time.time()))
+    )
 
 
 def _sql_value(v: float) -> float | None:
@@ -72,12 +110,13 @@ def _sql_value(v: float) -> float | None:
 
 
 def write_readings(con: sqlite3.Connection, rows: Iterable[tuple[int, str, float, float]]) -> None:
-    """Append (step, name, value, time) rows in one transaction."""
+    """Append (step, name, value, time) rows in one transaction (with the heartbeat)."""
     with con:
         con.executemany(
             "INSERT INTO readings(step, name, value, time) VALUES (?, ?, ?, ?)",
             ((int(s), n, _sql_value(float(v)), t) for s, n, v, t in rows),
         )
+        write_heartbeat(con)
 
 
 def write_meta(con: sqlite3.Connection, meta: dict[str, Any]) -> None:
@@ -136,3 +175,59 @@ def read_readings(path: str | Path, since_step: int | None = None) -> dict[str, 
         steps.append(step)
         values.append(math.nan if value is None else value)
     return {n: (np.asarray(s, dtype=np.int64), np.asarray(v, dtype=np.float64)) for n, (s, v) in out.items()}
+
+
+def _process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux /proc), None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read().decode("ascii", "replace")
+        return int(stat.rpartition(")")[2].split()[19])  # field 22; the name in parentheses may hold spaces
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _pid_alive(pid: int, started: int | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        pass
+    except OSError:
+        return False
+    if started is not None:
+        now_start = _process_start(pid)
+        if now_start is not None and now_start != started:
+            return False  # the pid was reused by another process
+    return True
+
+
+def run_state(path: str | Path, now: float | None = None) -> RunState:
+    """"finished" (the probe closed the store), "live" (still being written) or "stopped".
+
+    Live: not finished and either the writer's process is alive on this host or, where it cannot be
+    checked (another host, an older store without a pid), the last write is under STALE_SECONDS old.
+    A writer process known to be gone on this host means stopped at once (kill -9, a crash).
+    """
+    meta = read_meta(path)
+    if rn.META_FINISHED in meta:
+        return "finished"
+    pid, host = meta.get(rn.META_PID), meta.get(rn.META_HOST)
+    if isinstance(pid, int) and host == socket.gethostname():
+        return "live" if _pid_alive(pid, meta.get("pid_start")) else "stopped"
+    last = meta.get(rn.META_HEARTBEAT)
+    if not isinstance(last, (int, float)):
+        last = _last_reading_time(path)
+    if last is None:
+        return "stopped"
+    return "live" if (now or time.time()) - float(last) < STALE_SECONDS else "stopped"
+
+
+def _last_reading_time(path: str | Path) -> float | None:
+    con = _connect_ro(path)
+    try:
+        row = con.execute("SELECT max(time) FROM readings").fetchone()
+    finally:
+        con.close()
+    return float(row[0]) if row and row[0] is not None else None

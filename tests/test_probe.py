@@ -255,7 +255,7 @@ def test_float16_and_bfloat16(tmp_path):
         values = r[name][1]
         assert values[1] == pytest.approx(values[0], rel=1e-2) and values[2] == pytest.approx(values[0], rel=2e-2)
 
-    model = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 16), nn.Sigmoid(), nn.Linear(16, 3)).to(torch.bfloat16)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.Sigmoid(), nn.Linear(16, 3)).to(torch.bfloat16)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with Probe(model, run=tmp_path / "bf16", every=1) as probe:
         for _ in range(3):
@@ -324,12 +324,13 @@ def test_activation_outputs_changed_in_place_are_read_in_their_hook_or_skipped(t
             model(torch.randn(32, 4)).backward()
             probe.step()
     readings = read_readings(tmp_path / "run")
-    if stash_bytes == 0:  # read inside the hook, before the change: GELU outputs are about half negative
-        assert 0.2 < readings["act/act/zero_fraction"][1][0] < 0.8
+    if stash_bytes == 0:  # read inside the hook, before the change: the GELU outputs still spread
+        assert readings["act/act/std"][1][0] > 0.05
     else:  # set aside, found changed at the end of forward: skipped (not misread as all zero), then
         # read inside the hook from the next sampled step on
-        assert readings["act/act/zero_fraction"][0].tolist() == [1]
-        assert 0.2 < readings["act/act/zero_fraction"][1][0] < 0.8
+        assert readings["act/act/std"][0].tolist() == [1]
+        assert readings["act/act/std"][1][0] > 0.05
+    assert "act/act/zero_fraction" not in readings  # GELU outputs at or below zero are not dead
     assert "grad/lin/norm" in readings
     assert read_events(tmp_path / "run") == []  # the hooks did fire: no "saw no forward pass" note
 

@@ -15,43 +15,58 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from advisor import reading_names as rn
 from advisor.probe import metrics
 from advisor.probe.modules import layer_name, unwrap
 
-_RELU_LIKE_TYPES = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU,
-    nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.Hardswish,
+# Activation modules by type, in lookup order (ReLU6 subclasses Hardtanh: it must come first).
+_KIND_OF_TYPE: tuple[tuple[tuple[type, ...], str], ...] = (
+    ((nn.ReLU, nn.ReLU6), rn.ACT_RELU),
+    ((nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU), rn.ACT_LEAKY),
+    ((nn.GELU,), rn.ACT_GELU),
+    ((nn.SiLU, nn.Mish, nn.Hardswish), rn.ACT_SILU),
+    ((nn.Softplus,), rn.ACT_SOFTPLUS),
+    ((nn.Tanh, nn.Softsign, nn.Hardtanh), rn.ACT_TANH),
+    ((nn.Sigmoid, nn.Hardsigmoid), rn.ACT_SIGMOID),
+)
+# Other libraries' activations (Hugging Face's GELUActivation, NewGELUActivation...) by class-name
+# word, most specific first.
+_KIND_OF_WORD = (
+    ("gelu", rn.ACT_GELU), ("silu", rn.ACT_SILU), ("swish", rn.ACT_SILU), ("mish", rn.ACT_SILU),
+    ("softplus", rn.ACT_SOFTPLUS), ("leakyrelu", rn.ACT_LEAKY), ("elu", rn.ACT_LEAKY), ("relu", rn.ACT_RELU),
+    ("tanh", rn.ACT_TANH), ("sigmoid", rn.ACT_SIGMOID),
 )  # fmt: skip
-_RELU_LIKE_WORDS = ("relu", "gelu", "silu", "swish", "mish", "elu", "softplus")
-_NOT_BOUNDED_WORDS = ("tanhshrink", "logsigmoid")
+_NOT_ACTIVATION_WORDS = ("tanhshrink", "logsigmoid")
 _PLAIN_FALLBACK_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def classify(module: nn.Module) -> tuple[str, tuple[float, float] | None] | None:
-    """(kind, bounds) for an activation module, None for anything else.
+def _bounds(module: nn.Module, kind: str) -> tuple[float, float] | None:
+    if isinstance(module, nn.Hardtanh) and not isinstance(module, nn.ReLU6):
+        return float(module.min_val), float(module.max_val)
+    if kind == rn.ACT_TANH:
+        return -1.0, 1.0
+    if kind == rn.ACT_SIGMOID:
+        return 0.0, 1.0
+    return None
 
-    Torch's own activations by type; other libraries' (e.g. Hugging Face's GELUActivation) by class
-    name, for leaf modules without parameters of their own.
+
+def classify(module: nn.Module) -> tuple[str, tuple[float, float] | None] | None:
+    """(activation kind, bounds of a saturating one) for an activation module, None for anything else.
+
+    Torch's own activations by type; other libraries' by class name, for leaf modules without
+    parameters of their own.
     """
-    if isinstance(module, _RELU_LIKE_TYPES):  # before Hardtanh: ReLU6 subclasses it
-        return metrics.RELU_LIKE, None
-    if isinstance(module, nn.Tanh) or isinstance(module, nn.Softsign):
-        return metrics.BOUNDED, (-1.0, 1.0)
-    if isinstance(module, (nn.Sigmoid, nn.Hardsigmoid)):
-        return metrics.BOUNDED, (0.0, 1.0)
-    if isinstance(module, nn.Hardtanh):
-        return metrics.BOUNDED, (float(module.min_val), float(module.max_val))
+    for types, kind in _KIND_OF_TYPE:
+        if isinstance(module, types):
+            return kind, _bounds(module, kind)
     if any(True for _ in module.children()) or any(True for _ in module.parameters(recurse=False)):
         return None
     name = type(module).__name__.lower()
-    if any(w in name for w in _NOT_BOUNDED_WORDS):
+    if any(w in name for w in _NOT_ACTIVATION_WORDS):
         return None
-    if any(w in name for w in _RELU_LIKE_WORDS):
-        return metrics.RELU_LIKE, None
-    if "tanh" in name:
-        return metrics.BOUNDED, (-1.0, 1.0)
-    if "sigmoid" in name:
-        return metrics.BOUNDED, (0.0, 1.0)
+    for word, kind in _KIND_OF_WORD:
+        if word in name:
+            return kind, _bounds(module, kind)
     return None
 
 
@@ -74,13 +89,13 @@ def select_layers(
             continue
         kind = classify(module)
         if kind is None and (qualified in extra_names or (extra_types and isinstance(module, extra_types))):
-            kind = (metrics.PLAIN, None)
+            kind = (rn.ACT_PLAIN, None)
         if kind is not None:
             chosen.append((layer_name(qualified), module, kind[0], kind[1]))
     if not chosen:
         for qualified, module in inner.named_modules():
             if qualified and isinstance(module, _PLAIN_FALLBACK_TYPES):
-                chosen.append((layer_name(qualified), module, metrics.PLAIN, None))
+                chosen.append((layer_name(qualified), module, rn.ACT_PLAIN, None))
     return chosen
 
 

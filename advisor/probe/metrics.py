@@ -22,6 +22,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from advisor import reading_names as rn
+
 Stats = dict[str, Tensor]
 
 # How a statistic combines across micro-batches and ranks; any name not listed sums.
@@ -29,7 +31,6 @@ REDUCE_OPS: dict[str, str] = {
     "norm_max": "max",
     "norms": "cat",  # per-sample norms, for the median
     "unit_max": "max",
-    "log_len": "max",
     "num_classes": "max",
     # Spectra computed locally from an N x N kernel (cheaper than D x D when D > N); they do not add
     # up across ranks, so the distributed path never produces them.
@@ -429,32 +430,54 @@ def code_readings(s: Stats) -> dict[str, Tensor]:
     }
 
 
-def attention_stats(attention: Tensor) -> Stats:
-    """Summed row entropy of (..., L_query, L_key) attention probabilities.
+CAUSAL_TOLERANCE = 1e-6  # attention mass above the diagonal that still counts as causal (rounding)
 
-    Scores that are not probabilities (negative entries or rows not summing to 1) are softmaxed first.
+
+def attention_stats(attention: Tensor) -> Stats:
+    """Row entropies of (..., L_query, L_key) attention probabilities, raw and normalised.
+
+    Scores that are not probabilities (negative entries, -inf masks, rows not summing to 1) are
+    softmaxed first. Each row's entropy is normalised by the log of the number of keys it may see:
+    all L_key keys, or under a causal mask (no row puts mass on a key after its own position) the
+    keys up to it, so that exactly uniform causal attention reads 1, as uniform full attention does.
+    Rows that may see a single key carry no spread and are left out of the normalised mean.
     """
     a = attention.detach()
     keys = a.shape[-1]
+    queries = a.shape[-2] if a.ndim >= 2 else 1
     rows = a.reshape(-1, keys)
     stride = max(1, math.ceil(rows.shape[0] / MAX_ATTENTION_ROWS))
+    query_index = torch.arange(0, rows.shape[0], stride, device=rows.device) % queries
     rows = rows[::stride].float()
-    finite = torch.isfinite(rows).all(1)
+    finite = ~(torch.isnan(rows) | (rows == math.inf)).any(1)  # -inf is a mask, not a fault
     rows = torch.where(finite.unsqueeze(1), rows, torch.zeros_like(rows))
     is_prob = (rows.min() >= 0) & ((rows.sum(-1) - 1).abs() <= 1e-2).logical_or(~finite).all()
     p = torch.where(is_prob, rows, torch.softmax(rows, dim=-1))
+    finite = finite & torch.isfinite(p).all(1)  # a row masked everywhere has no distribution
+    p = torch.where(finite.unsqueeze(1), p, torch.zeros_like(p))
     entropy = -_xlogx(p).sum(-1)
+    # The last query sees every key: queries are aligned to the end of the keys (a KV cache).
+    last_key = query_index + (keys - queries)
+    after = torch.arange(keys, device=p.device).unsqueeze(0) > last_key.unsqueeze(1)
+    causal = (queries >= 2) & ((p * after).sum(-1) <= CAUSAL_TOLERANCE).logical_or(~finite).all()
+    visible = torch.where(causal, (last_key + 1).clamp(min=1, max=keys), torch.full_like(last_key, keys)).double()
     w = finite.double()
+    spread = w * (visible >= 2)
     return {
         "entropy_sum": (entropy.double() * w).sum(),
         "rows": w.sum(),
-        "log_len": _constant(math.log(keys)),
+        "norm_entropy_sum": (entropy.double() / visible.clamp(min=2).log() * spread).sum(),
+        "norm_rows": spread.sum(),
+        "causal_rows": w.sum() * causal,
     }
 
 
 def attention_readings(s: Stats) -> dict[str, Tensor]:
-    entropy = _safe_div(s["entropy_sum"], s["rows"])
-    return {"entropy": entropy, "entropy_ratio": _safe_div(entropy, s["log_len"])}
+    return {
+        "entropy": _safe_div(s["entropy_sum"], s["rows"]),
+        "entropy_ratio": _safe_div(s["norm_entropy_sum"], s["norm_rows"]),
+        "causal_share": _safe_div(s["causal_rows"], s["rows"]),
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -490,9 +513,11 @@ def nonfinite_count(x: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------------------
 # Activations (computed inside forward hooks on sampled steps)
 
-RELU_LIKE = "relu_like"  # dead units: outputs <= 0
-BOUNDED = "bounded"  # saturation: outputs near the ends of a bounded range
-PLAIN = "plain"  # any other hooked layer: spread and sample similarity only
+# Activation kinds (advisor.reading_names): dead units are read for ReLU layers only (outputs <= 0:
+# no gradient), saturation for any layer given bounds; every layer gets spread and sample similarity.
+RELU_LIKE = rn.ACT_RELU
+BOUNDED = "bounded"  # a saturating layer of no particular kind (bounds passed explicitly)
+PLAIN = rn.ACT_PLAIN
 
 
 def unit_axis(ndim: int) -> int:
@@ -566,9 +591,10 @@ def _raw_moments(x: Tensor) -> tuple[Tensor, Tensor]:
 def activation_stats(y: Tensor, kind: str, bounds: tuple[float, float] | None = None) -> Stats:
     """Counts and moments of one layer's output for one batch.
 
-    - relu_like: outputs <= 0 count as inactive (exactly zero for ReLU; NaN counts too); a unit
-      (channel / feature) is dead when it is inactive for every sample and position in the batch.
-    - bounded: an output within 1% of the range from either bound is saturated (tanh |y| >= 0.98).
+    - ReLU: outputs <= 0 count as inactive (NaN counts too); a unit (channel / feature) is dead when
+      it is inactive for every sample and position in the batch. Not for GELU/SiLU/leaky kinds, whose
+      outputs at or below zero still pass gradient.
+    - bounds given (tanh/sigmoid-like): an output within 1% of the range from either bound is saturated (tanh |y| >= 0.98).
     - sample similarity uses each sample's flattened output (at most MAX_SAMPLE_FEATURES features, in
       evenly spread blocks).
 
@@ -581,14 +607,14 @@ def activation_stats(y: Tensor, kind: str, bounds: tuple[float, float] | None = 
     values, scale = _reading_subset(y)
     total, total_sq = _raw_moments(values)
     stats: Stats = {"n": _constant(n), "sum": total * scale, "sum_sq": total_sq * scale}
-    if kind == RELU_LIKE:
+    if kind in rn.DEAD_UNIT_KINDS:
         stats["inactive"] = n - _positive_count(values).double() * scale
         if y.ndim >= 2:
             axis = unit_axis(y.ndim)
             per_unit = y.amax(dim=0)  # the batch axis first: a contiguous reduction
             other = [d for d in range(per_unit.ndim) if d != axis - 1]
             stats["unit_max"] = (per_unit.amax(dim=other) if other else per_unit).double()
-    elif kind == BOUNDED and bounds is not None:
+    elif bounds is not None:
         lo, hi = bounds
         mid, reach = (lo + hi) / 2, (hi - lo) / 2 - SATURATION_BAND * (hi - lo)
         stats["saturated"] = _beyond_count(values, mid, reach).double() * scale

@@ -1,6 +1,8 @@
 """A background thread that owns the run store's connection and writes what the probe queues.
 
-Training never waits on SQLite: the probe hands over rows and returns. Batches that queue up while
+Training never waits on SQLite: the probe hands over rows and returns. Every transaction carries a
+heartbeat, and an idle writer commits a bare one every runstore.HEARTBEAT_SECONDS, so readers can tell
+a live run from one whose process is gone (runstore.run_state). Batches that queue up while
 one is being written go into the next transaction together; every transaction is complete on disk
 (WAL), so a reader can open the store at any time and a killed process loses only what was queued.
 """
@@ -24,6 +26,7 @@ class StoreWriter:
         self.path = runstore.store_path(run)
         # Opened here so a bad run directory fails at construction, not silently later.
         self._con: sqlite3.Connection = runstore.open_for_writing(run)
+        runstore.begin_writing(self._con)
         self._queue: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
         self._warned = False
@@ -61,7 +64,11 @@ class StoreWriter:
     def _run(self) -> None:
         try:
             while True:
-                item = self._queue.get()
+                try:
+                    item = self._queue.get(timeout=runstore.HEARTBEAT_SECONDS)
+                except queue.Empty:  # nothing to write for a while: say that the run is still alive
+                    self._heartbeat()
+                    continue
                 if item is _STOP:
                     return
                 batch = [item]
@@ -82,6 +89,13 @@ class StoreWriter:
                 self._con.close()
             except Exception:
                 pass
+
+    def _heartbeat(self) -> None:
+        try:
+            with self._con:
+                runstore.write_heartbeat(self._con)
+        except Exception as exc:
+            self.error = exc
 
     def _write(self, batch: list[tuple]) -> None:
         rows: list = []
