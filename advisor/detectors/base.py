@@ -279,6 +279,18 @@ class Context:
         name = main_loss(guesses, "loss", {s.name: len(self.curve(s)) for s in cands})
         return self.run.series[name] if name else None
 
+    def median_of(self, name: str, last: int | None = None, how: str = "median") -> float | None:
+        """The median (or max) of another reading, over its last `last` points; None when it is absent."""
+        s = self.get(name)
+        if s is None:
+            return None
+        v = self.curve(s).values
+        if last is not None:
+            v = v[-max(1, int(last)):]
+        if not len(v):
+            return None
+        return float(np.max(v) if how == "max" else np.median(v))
+
     def probes(self, suffix: str) -> list[Series]:
         """Probe readings whose name ends with /suffix (any family prefix or layer)."""
         tail = "/" + suffix

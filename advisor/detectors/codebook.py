@@ -1,4 +1,4 @@
-"""Codebook and discontinuity detectors: abrupt level shifts, codebook usage collapse, rank curves that fall.
+"""Codebook and discontinuity detectors: abrupt level shifts and codebook usage collapse.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from advisor.detectors.base import (
     episodes,
     fmt,
     forward_median,
-    odd,
     pct,
     rolling_median,
     trailing,
@@ -146,36 +145,4 @@ def detect_usage_collapse(ctx: Context) -> list[Signal]:
                               numbers={"peak": peak, "peak_step": float(steps[p]), "level_after": level, "final": final,
                                        "drop_pct": (level / peak - 1) * 100, "recovered": not still},
                               early_cap=not still))
-    return out
-
-
-# ---- low_rank (from a log's rank curves) ---------------------------------------------------------------
-# An effective rank (RankMe, Garrido et al. 2023) that falls to half of its peak and stays there is
-# dimensional collapse (Jing et al. 2022). Rising ranks are healthy and stay quiet.
-RANK_DROP = 0.5
-
-
-def detect_rank_drop(ctx: Context) -> list[Signal]:
-    out = []
-    for s in ctx.with_role("rank"):
-        c = ctx.curve(s)
-        steps, y = c.r_steps, c.r_level
-        n = len(y)
-        if n < 8:
-            continue
-        sm = rolling_median(y, odd(max(3, n // 10)))
-        after = np.flatnonzero(steps > ctx.early_end)
-        if len(after) < 4:
-            continue
-        p = int(after[np.argmax(sm[after])])
-        k = int(np.clip(n // 10, 2, 10))
-        final = float(np.median(y[-k:]))
-        peak = float(sm[p])
-        if peak <= 0 or final > RANK_DROP * peak or p >= n - k:
-            continue
-        summary = f"{s.name} falls from {fmt(peak)} at {ctx.run.axis} {fmt(float(steps[p]))} to {fmt(final)} at the end ({pct(final / peak - 1)})."
-        out.append(ctx.signal("low_rank", s, steps[p], steps[-1], "medium", summary,
-                              "effective rank of the representation drops, dimensional collapse",
-                              value=final / peak, threshold=RANK_DROP,
-                              numbers={"peak": peak, "peak_step": float(steps[p]), "final": final, "drop_pct": (final / peak - 1) * 100}))
     return out

@@ -1,0 +1,56 @@
+"""Dead units, read only where an output of zero means a dead unit: ReLU-like layers.
+
+DeepDiagnosis (Wardat et al. 2022) and AUTOTRAINER (Zhang et al. 2021): a ReLU layer with >= 70% of
+its outputs at zero is dying. GELU/SiLU/softplus outputs near or below zero still pass gradient, and
+leaky/ELU units pass it below zero, so their zeros are not dead units. The probe writes each layer's
+activation kind in the run's meta (`activation_kinds`); older stores without it are judged by the
+layer's name when it names its activation, else taken as ReLU (the only kind those stores counted).
+"""
+
+from __future__ import annotations
+
+from advisor import reading_names as rn
+from advisor.detectors.base import Context, fmt
+from advisor.detectors.readings import layer, sustained, window_numbers, worst
+from advisor.models import Signal
+
+DEAD_ZERO_FRACTION = 0.70
+DEAD_HIGH = 0.90
+DEAD_UNIT_HIGH_SHARE = 0.5  # half of the units never fire on a whole batch: high whatever the zero share
+# Layer-name words of activations whose zeros are not dead units (for stores without activation kinds).
+NOT_DEAD_WORDS = ("gelu", "silu", "swish", "mish", "softplus", "leaky", "elu", "selu", "celu", "prelu", "tanh", "sigmoid")
+
+
+def dead_units_apply(ctx: Context, name: str) -> bool:
+    """Whether a layer's zero outputs can be dead units: its activation kind is ReLU (or unknown, not named otherwise)."""
+    kinds = ctx.run.meta.get(rn.META_ACTIVATION_KINDS)
+    if isinstance(kinds, dict) and name in kinds:
+        return kinds[name] in rn.DEAD_UNIT_KINDS
+    low = name.lower()
+    return not any(w in low for w in NOT_DEAD_WORDS) or "relu" in low.replace("leakyrelu", "").replace("leaky_relu", "").replace("prelu", "")
+
+
+def detect_dead_units(ctx: Context) -> list[Signal]:
+    found = []
+    seen_layers = set()
+    for s in ctx.probes(rn.ZERO_FRACTION) + ctx.probes(rn.DEAD_UNIT_SHARE):
+        if not s.name.startswith(rn.ACT + "/"):
+            continue
+        suffix = rn.ZERO_FRACTION if s.name.endswith("/" + rn.ZERO_FRACTION) else rn.DEAD_UNIT_SHARE
+        name = layer(s.name, rn.ACT, suffix)
+        if name in seen_layers or not dead_units_apply(ctx, name):
+            continue
+        w = sustained(ctx, s, lambda v: v >= DEAD_ZERO_FRACTION)
+        if w is None:
+            continue
+        seen_layers.add(name)
+        dead_share = ctx.median_of(rn.act(name, rn.DEAD_UNIT_SHARE), last=w.points)
+        severity = "high" if w.median >= DEAD_HIGH or (dead_share or 0) >= DEAD_UNIT_HIGH_SHARE else "medium"
+        what = "outputs are zero" if suffix == rn.ZERO_FRACTION else "units are dead"
+        summary = (f"{w.median:.0%} of layer {name}'s {what} (median over {w.points} readings from {ctx.run.axis} "
+                   f"{fmt(w.start)})" + (f"; {dead_share:.0%} of its units never fire." if dead_share is not None and suffix == rn.ZERO_FRACTION else "."))
+        found.append((w.median, ctx.signal("dead_units", s, w.start, w.end, severity, summary,
+                                           "ReLU activations are mostly zero, dead neurons", value=w.median, threshold=DEAD_ZERO_FRACTION,
+                                           numbers=window_numbers(w, layer=name, dead_unit_share=dead_share,
+                                                                  activation=(ctx.run.meta.get(rn.META_ACTIVATION_KINDS) or {}).get(name)))))
+    return worst(found)
