@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advisor.models import AdvisorError, Diagnosis, Run
+from advisor.analysis import MIN_POINTS, analyse, open_kb  # noqa: F401  (re-exported: the API users import)
+from advisor.models import Diagnosis, Run
 from kb import KnowledgeBase
-
-MIN_POINTS = 3  # fewer points than this in every series: not enough data to judge a curve
-
-
-def open_kb(kb: KnowledgeBase | str | Path | None = None) -> KnowledgeBase:
-    """The KB to match against: the one given, else the default location (built on first use)."""
-    if isinstance(kb, KnowledgeBase):
-        return kb
-    return KnowledgeBase(kb).ensure_built()
 
 
 def diagnose_run(
@@ -26,44 +18,13 @@ def diagnose_run(
     top: int = 10,
     notes=None,
 ) -> Diagnosis:
-    """Detect signals in an already-read run and rank entries for them.
+    """Detect signals in an already-read run and rank entries for them (see `advisor.analysis.analyse`).
 
     `notes` (an advisor.notes.NotesStore) adds what the user marked before: entries dismissed on this
-    run drop out, entries that helped on earlier runs with the same signals rank higher.
+    run drop out, "did not help" ones are lowered, entries that helped on earlier runs with the same
+    signals rank higher.
     """
-    from advisor.detectors import detect
-    from advisor.matcher import rank
-
-    store = open_kb(kb)
-    signals = []
-    remarks: list[str] = []
-    if run is not None:
-        remarks.extend(run.skipped)
-        longest = max((len(s) for s in run.series.values()), default=0)
-        if longest < MIN_POINTS:
-            remarks.append(f"not enough data: the longest series has {longest} point(s); curves need at least {MIN_POINTS}")
-        else:
-            signals = detect(run)
-            if not signals:
-                remarks.append("no symptoms found: the curves look healthy to the detectors")
-    if run is None and not (describe and describe.strip()):
-        raise AdvisorError("nothing to diagnose: give a run or log, or --describe what you see")
-    if notes is not None and run is not None:
-        from advisor.notes import run_key
-
-        key = run_key(run.path)
-        if history is None and signals:
-            # `helped` is evidence for later runs: this run's own marks do not move its ranking (as in the TUI)
-            history = notes.history(sorted({s.kind for s in signals}), exclude_run=key)
-        dismissed = frozenset(dismissed) | frozenset(notes.dismissed(key))
-    suggestions = rank(signals, store, describe=describe, history=history, dismissed=dismissed, top=top)
-    return Diagnosis(
-        path=run.path if run is not None else None,
-        describe=describe,
-        suggestions=suggestions,
-        signals=signals,
-        notes=remarks,
-    )
+    return analyse(run, describe=describe, kb=kb, notes=notes, history=history, dismissed=dismissed, top=top)
 
 
 def diagnose(

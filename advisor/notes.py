@@ -194,6 +194,12 @@ class NotesStore:
             rows = con.execute("SELECT entry_id FROM notes WHERE run = ? AND status = 'dismissed'", (run_key,)).fetchall()
         return {r[0] for r in rows}
 
+    def not_helped(self, run_key: str) -> set[str]:
+        """Entries the user marked "did not help" on this run."""
+        with self._connect() as con:
+            rows = con.execute("SELECT entry_id FROM notes WHERE run = ? AND status = 'did not help'", (run_key,)).fetchall()
+        return {r[0] for r in rows}
+
     def history(self, signal_kinds: Iterable[str], exclude_run: str | None = None) -> dict[str, float]:
         """entry id -> boost from marks on runs that showed any of these signal kinds.
 

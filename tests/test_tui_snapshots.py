@@ -128,7 +128,7 @@ class FixedPipeline(Pipeline):
     def detect(self, run):
         return list(SIGNALS)
 
-    def rank(self, signals, kb, describe=None, history=None, dismissed=(), top=10):
+    def rank(self, signals, kb, describe=None, history=None, dismissed=(), top=10, run=None, demoted=None):
         nan, comp, usage = SIGNALS
         out = [
             _suggestion("guide/001-loss-becomes-nan", 1.15, [nan]),

@@ -43,10 +43,10 @@ class Pipeline:
 
         return detect(run)
 
-    def rank(self, signals, kb, describe=None, history=None, dismissed=(), top: int = TOP) -> list["Suggestion"]:
+    def rank(self, signals, kb, describe=None, history=None, dismissed=(), top: int = TOP, run=None, demoted=None) -> list["Suggestion"]:
         from advisor.matcher import rank
 
-        return rank(signals, kb, describe=describe, history=history, dismissed=dismissed, top=top)
+        return rank(signals, kb, describe=describe, history=history, dismissed=dismissed, top=top, run=run, demoted=demoted)
 
     def is_live(self, target: str, run: "Run | None" = None) -> bool:
         """A probe run store that is still being written (its meta has no "finished" key)."""
@@ -170,17 +170,13 @@ class Session:
                 pass
 
     def _detect(self) -> list:
-        run = self.run
-        if run is None:
-            return []
-        longest = max((len(s) for s in run.series.values()), default=0)
-        if longest < 3:
-            msg = f"not enough data yet: the longest series has {longest} point(s)"
-            if msg not in self.notes_text:
-                self.notes_text = [n for n in self.notes_text if not n.startswith("not enough data")] + [msg]
-            return []
-        self.notes_text = [n for n in self.notes_text if not n.startswith("not enough data")]
-        return list(self.pipeline.detect(run))
+        from advisor.analysis import NOT_ENOUGH_DATA, NO_SYMPTOMS, detect_signals
+
+        signals, remarks = detect_signals(self.run, detect=self.pipeline.detect)
+        # remarks about the data replace the earlier ones; what the reader skipped stays
+        kept = [n for n in self.notes_text if not n.startswith(NOT_ENOUGH_DATA) and n != NO_SYMPTOMS]
+        self.notes_text = list(dict.fromkeys(kept + remarks))
+        return signals
 
     def signal_kinds(self) -> list[str]:
         return sorted({s.kind for s in self.signals})
@@ -190,20 +186,11 @@ class Session:
         if describe is not _KEEP:
             self.describe = describe.strip() if describe and describe.strip() else None
         started = time.perf_counter()
-        history: dict[str, float] = {}
-        dismissed: set[str] = set()
-        if self.notes is not None:
-            try:
-                history = self.notes.history(self.signal_kinds(), exclude_run=self.key)
-                dismissed = self.notes.dismissed(self.key)
-            except Exception:
-                history, dismissed = {}, set()
-        if not self.signals and not self.describe:
-            self.suggestions = []
-        else:
-            self.suggestions = list(
-                self.pipeline.rank(self.signals, self.kb, describe=self.describe, history=history or None, dismissed=dismissed, top=TOP)
-            )
+        from advisor.analysis import rank_signals
+
+        self.suggestions = rank_signals(
+            self.signals, self.kb, run=self.run, describe=self.describe, notes=self.notes, key=self.key, top=TOP, rank=self.pipeline.rank
+        )
         self.last_rank_s = time.perf_counter() - started
         return self.suggestions
 
