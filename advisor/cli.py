@@ -1,6 +1,8 @@
 """`advisor` — annotate logs, diagnose runs, explain, keep notes; with no command, open the TUI.
 
 Each command is a few lines over the Python API (advisor.annotate, advisor.diagnose, advisor.explain).
+The `advisor` program is assembled in tui/cli.py, which adds the `tui` command: the advisor never
+imports the TUI (tests/test_layering.py checks it).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import click
 
 from advisor import demo_run_path
 from advisor.models import AdvisorError
-from kb.cli import error_handler
+from kb.errors import error_handler
 from kb.models import KBError
 
 handle_errors = error_handler("advisor", (AdvisorError, KBError))
@@ -42,20 +44,12 @@ def cli(ctx: click.Context, db: str | None) -> None:
     """
     ctx.obj = {"db": db}
     if ctx.invoked_subcommand is None:
+        # the `tui` command is registered by the tui package (tui/cli.py), which sits above the advisor
+        tui = cli.get_command(ctx, "tui")
+        if tui is None:
+            click.echo(ctx.get_help())
+            return
         ctx.invoke(tui, target=None)
-
-
-@cli.command()
-@click.argument("target", required=False)
-@click.pass_context
-@handle_errors
-def tui(ctx, target: str | None) -> None:
-    """Open the TUI on a run or log (default: the bundled demo run)."""
-    try:
-        from tui.app import run_app
-    except ImportError as exc:
-        raise AdvisorError(f"the TUI is not available ({exc}); use `advisor diagnose`") from exc
-    run_app(target or demo_run_path(), db=ctx.obj["db"])
 
 
 @cli.command()
