@@ -100,9 +100,10 @@ ACTIVATION_SUFFIXES = (ZERO_FRACTION, DEAD_UNIT_SHARE, SATURATION_FRACTION, STD,
 
 # Every suffix a probe reading can end with (what tells a probe reading from a user's own scalar).
 SUFFIXES = frozenset(
-    REPRESENTATION_SUFFIXES + LOGITS_SUFFIXES + CODES_SUFFIXES + ACTIVATION_SUFFIXES + TENSOR_SUFFIXES
+    REPRESENTATION_SUFFIXES + LOGITS_SUFFIXES + CODES_SUFFIXES + ATTENTION_SUFFIXES + ACTIVATION_SUFFIXES + TENSOR_SUFFIXES
     + (COSINE, NORM_GROWTH, RATIO, "global_norm", "first_last_ratio", "min_layer_norm", "zero_share",
-       "nonfinite_count", "max_ratio", "frozen_share", "frozen_params", "step_s", "data_wait_share")
+       "nonfinite_count", "max_ratio", "frozen_share", "frozen_params", "step_s", "data_wait_share", "loss_scale",
+       "mem_allocated_gb", "mem_reserved_gb", "mem_peak_gb", "mem_total_gb", "utilization", "temperature_c", "power_w")
 )  # fmt: skip
 
 # -------------------------------------------------------------------------- activation kinds
@@ -175,6 +176,11 @@ def layer_of(name: str, family: str, suffix: str) -> str | None:
     if name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail):
         return name[len(head) : -len(tail)]
     return None
+
+
+def is_probe_reading(name: str) -> bool:
+    """A name the probe writes (as opposed to a scalar the user passed, like `loss` or `lr`)."""
+    return name.startswith(f"{NONFINITE}/") or ("/" in name and suffix_of(name) in SUFFIXES)
 
 
 def suffix_of(name: str) -> str:

@@ -43,7 +43,9 @@ def test_hugging_face_trainer_callback(tmp_path):
     assert r["grad/global_norm"][0].tolist() == [2, 4, 6]
     assert r["logits/num_classes"][1][0] == 32
     assert r["logits/accuracy"][0].tolist() == [2, 4, 6]
-    assert "act/transformer.h.0.mlp.act/zero_fraction" in r  # GPT-2's NewGELUActivation, found by name
+    assert "act/transformer.h.0.mlp.act/std" in r  # GPT-2's NewGELUActivation, found by name ...
+    assert "act/transformer.h.0.mlp.act/zero_fraction" not in r  # ... and read as a GELU: no dead units
+    assert read_meta(tmp_path / "run")["activation_kinds"]["transformer.h.0.mlp.act"] == "gelu"
     assert "update/transformer.h.0.mlp.c_fc/ratio" in r
     assert "time/data_wait_share" in r
     assert r["grad_norm"][0].tolist() == [3, 6]  # the Trainer's own logs, at its logging steps

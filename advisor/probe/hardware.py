@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from advisor import reading_names as rn
+
 GIB = float(1 << 30)
 _NO_GPU_ERRORS = ("NVMLError_LibraryNotFound", "NVMLError_DriverNotLoaded", "NVMLError_NoPermission")
 
@@ -23,10 +25,10 @@ class HardwareReader:
             return {}
         index = device.index if device.index is not None else torch.cuda.current_device()
         out = {
-            "gpu/mem_allocated_gb": torch.cuda.memory_allocated(index) / GIB,
-            "gpu/mem_reserved_gb": torch.cuda.memory_reserved(index) / GIB,
-            "gpu/mem_peak_gb": torch.cuda.max_memory_allocated(index) / GIB,
-            "gpu/mem_total_gb": torch.cuda.get_device_properties(index).total_memory / GIB,
+            rn.GPU_MEM_ALLOCATED_GB: torch.cuda.memory_allocated(index) / GIB,
+            rn.GPU_MEM_RESERVED_GB: torch.cuda.memory_reserved(index) / GIB,
+            rn.GPU_MEM_PEAK_GB: torch.cuda.max_memory_allocated(index) / GIB,
+            rn.GPU_MEM_TOTAL_GB: torch.cuda.get_device_properties(index).total_memory / GIB,
         }
         handle = self._handle(index)
         if handle is not None:
@@ -66,9 +68,9 @@ class HardwareReader:
         nvml = self._nvml
         out: dict[str, float] = {}
         probes = {
-            "gpu/utilization": lambda: float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu),
-            "gpu/temperature_c": lambda: float(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)),
-            "gpu/power_w": lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,
+            rn.GPU_UTILIZATION: lambda: float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu),
+            rn.GPU_TEMPERATURE_C: lambda: float(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)),
+            rn.GPU_POWER_W: lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,
         }
         for name, read in probes.items():
             try:

@@ -124,6 +124,7 @@ class ActivationRecorder:
         self.armed = False
         self.seconds = 0.0  # time spent reading activations, for the cost report
         self.calls = 0  # hook calls since the last take()
+        self.autocast_dtype: str | None = None  # seen in a training forward pass (mixed precision)
         self._root = unwrap(model)
         self._on_error = on_error
         self._stats: dict[str, metrics.Stats] = {}
@@ -169,6 +170,8 @@ class ActivationRecorder:
         y = output[0] if isinstance(output, (tuple, list)) else output
         if not (isinstance(y, torch.Tensor) and y.numel() and y.is_floating_point()):
             return
+        if self.autocast_dtype is None and torch.is_autocast_enabled(y.device.type):
+            self.autocast_dtype = str(torch.get_autocast_dtype(y.device.type)).replace("torch.", "")
         size = y.numel() * y.element_size()
         if self._stash_bytes + size <= self.STASH_BYTES and name not in self._read_in_hook:
             y = y.detach()

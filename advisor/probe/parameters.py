@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from advisor import reading_names as rn
 from advisor.probe.modules import layer_name, unwrap
 
 SNAPSHOT_ELEMENTS = 1 << 18
@@ -139,9 +140,9 @@ class ParameterReader:
             ]
         )
         out: dict = {
-            ("grad/global_norm", "grad/first_last_ratio", "grad/min_layer_norm", "grad/zero_share"): summary,
-            "grad/nonfinite_count": nonfinite,
-            _per_layer("grad", [layout.layer_names[j] for j in used], "norm"): layer_norms,
+            (rn.GRAD_GLOBAL_NORM, rn.GRAD_FIRST_LAST_RATIO, rn.GRAD_MIN_LAYER_NORM, rn.GRAD_ZERO_SHARE): summary,
+            rn.GRAD_NONFINITE_COUNT: nonfinite,
+            _per_layer(rn.GRAD, [layout.layer_names[j] for j in used], rn.NORM): layer_norms,
         }
         per_param = torch.full((len(layout.params),), math.nan, dtype=torch.float64, device=device)
         per_param[torch.tensor(with_grad, device=device)] = norms
@@ -153,7 +154,7 @@ class ParameterReader:
             return {}
         norms = _stack(list(torch._foreach_norm([p.detach() for p in layout.params], 2, dtype=torch.float32)))
         layer_norms = _layer_norms(norms, layout.index(), len(layout.layer_names))
-        names = _per_layer("weight", layout.layer_names, "norm")
+        names = _per_layer(rn.WEIGHT, layout.layer_names, rn.NORM)
         if self._first_norms is None or self._first_norms[0] != names:
             # The first sampled norms are the reference for growth (per layer, kept across re-layouts).
             for j, layer in enumerate(layout.layer_names):
@@ -161,9 +162,9 @@ class ParameterReader:
             first = torch.stack([self._first_weight_norm[layer].to(layer_norms.device) for layer in layout.layer_names])
             self._first_norms = (names, first)
         return {
-            "weight/global_norm": norms.square().sum().sqrt(),
+            rn.WEIGHT_GLOBAL_NORM: norms.square().sum().sqrt(),
             names: layer_norms,
-            _per_layer("weight", layout.layer_names, "norm_growth"): layer_norms / self._first_norms[1],
+            _per_layer(rn.WEIGHT, layout.layer_names, rn.NORM_GROWTH): layer_norms / self._first_norms[1],
         }
 
     @staticmethod
@@ -217,15 +218,15 @@ class ParameterReader:
         index = torch.tensor([remap[layout.layer_of[i]] for i in keep], dtype=torch.long)
         ratios = _layer_norms(diff_norms, index, len(present)) / _layer_norms(weight_norms, index, len(present))
         out: dict = {
-            "update/max_ratio": torch.nan_to_num(ratios, nan=-math.inf).max(),
-            _per_layer("update", [layout.layer_names[j] for j in present], "ratio"): ratios,
+            rn.UPDATE_MAX_RATIO: torch.nan_to_num(ratios, nan=-math.inf).max(),
+            _per_layer(rn.UPDATE, [layout.layer_names[j] for j in present], rn.RATIO): ratios,
         }
         if snap.grad_norms is not None:
             g = snap.grad_norms if everything else snap.grad_norms[torch.tensor(keep, device=snap.grad_norms.device)]
             moving = (g > 0) & torch.isfinite(g)
             frozen = (moving & (diff_norms.to(g.device) == 0)).sum().double()
-            out["update/frozen_params"] = frozen
-            out["update/frozen_share"] = frozen / moving.sum()  # 0/0 = NaN: nothing had a gradient
+            out[rn.UPDATE_FROZEN_PARAMS] = frozen
+            out[rn.UPDATE_FROZEN_SHARE] = frozen / moving.sum()  # 0/0 = NaN: nothing had a gradient
         return snap.step, out
 
 

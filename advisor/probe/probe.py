@@ -30,16 +30,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from advisor import reading_names as rn
 from advisor.probe import metrics
 from advisor.probe.distributed import rank_and_world, reduce_stats
 from advisor.probe.hardware import HardwareReader
 from advisor.probe.hooks import ActivationRecorder
-from advisor.probe.modules import first_parameter, is_compiled, model_summary, unwrap
+from advisor.probe.modules import first_parameter, is_compiled, model_summary, module_inventory, unwrap, wrapper_kind
 from advisor.probe.parameters import ParameterReader
 
 # Special keyword arguments of step(); everything else is a reading.
-_CONTROL = {"step", "step_time", "data_time", "codebook_size"}
-_TARGET_NAMES = ("targets", "labels")
+_CONTROL = {"step", "step_time", "data_time", "codebook_size", "scaler"}
+_TARGET_NAMES = rn.TARGETS
 _MAX_PENDING = 4096  # queued values that trigger a flush before flush_seconds is up
 _NONFINITE_FAMILY = "nonfinite"
 
@@ -142,6 +143,9 @@ class Probe:
         self._user_step_time = [0.0, 0]
         self._user_data_time = [0.0, 0]
         self._notes: set[str] = set()  # one-time notes already written
+        self._amp: dict[str, Any] = {"autocast_dtype": None, "grad_scaler": False}
+        self._tensor_families: dict[str, str] = {}
+        self._wrapper = wrapper_kind(model) if model is not None else None
 
         from advisor.probe.writer import StoreWriter
 
@@ -311,6 +315,9 @@ class Probe:
         self._force_next = False
         step_time, data_time = named.pop("step_time", None), named.pop("data_time", None)
         codebook_size = named.pop("codebook_size", None)
+        scaler = named.pop("scaler", None)
+        if scaler is not None:
+            self._read_scaler(k, now, scaler, sampled)
         if codebook_size is not None and f"codebook_size={codebook_size}" not in self._notes:
             self._notes.add(f"codebook_size={codebook_size}")
             self._write_meta({"codebook_size": int(codebook_size)})
@@ -355,6 +362,8 @@ class Probe:
         if model_readings and self._acts is not None:
             fired = self._acts.calls
             captured = self._acts.take()
+            if self._acts.autocast_dtype and not self._amp["autocast_dtype"]:
+                self._note_amp(autocast_dtype=self._acts.autocast_dtype)
             for layer, stats in captured.items():
                 sources[f"act/{layer}"] = ("activation", f"act/{layer}", stats)
             if not fired and self._acts.armed and self._acts.layers and "no_activations" not in self._notes:
@@ -422,6 +431,22 @@ class Probe:
                 value = float(value)
             self._pending.append((k, name, value, now))
 
+    def _read_scaler(self, k: int, now: float, scaler: Any, sampled: bool) -> None:
+        """A torch.amp.GradScaler: its scale on sampled steps (a falling scale means overflowing steps)."""
+        if not self._amp["grad_scaler"]:
+            self._note_amp(grad_scaler=True)
+        if not sampled or self.rank != 0 or "amp" in self._disabled:
+            return
+        scale = getattr(scaler, "_scale", None)  # the device tensor: read at the next flush, no sync now
+        if isinstance(scale, Tensor):
+            value: Any = scale.detach().reshape(())
+        elif getattr(scaler, "is_enabled", lambda: True)():
+            value = self._guarded("amp", lambda: float(scaler.get_scale()))
+        else:
+            return
+        if value is not None:
+            self._pending.append((k, rn.AMP_LOSS_SCALE, value, now))
+
     def _record_time(self, k: int, now: float, wall: float, sampled: bool, step_time, data_time) -> None:
         self._interval_calls += 1
         if step_time is not None:
@@ -442,10 +467,10 @@ class Probe:
         else:
             per_step = total = math.nan
         if not math.isnan(per_step):
-            self._pending.append((k, "time/step_s", per_step, now))
+            self._pending.append((k, rn.TIME_STEP_S, per_step, now))
         data_total, data_n = self._user_data_time
         if data_n and total and not math.isnan(total):
-            self._pending.append((k, "time/data_wait_share", min(data_total / total, 1.0), now))
+            self._pending.append((k, rn.TIME_DATA_WAIT_SHARE, min(data_total / total, 1.0), now))
         self._interval_start = wall
         self._interval_calls = 0
         self._user_step_time = [0.0, 0]
@@ -462,7 +487,11 @@ class Probe:
         targets = next((tensors[n] for n in _TARGET_NAMES if n in tensors and isinstance(tensors[n], Tensor)), None)
         sources: dict[str, _Source] = {}
 
+        families: dict[str, str] = {}
+
         def add(key: str, family: str, prefix: str, *args: Any) -> None:
+            if family != _NONFINITE_FAMILY:
+                families[name] = family
             stats_of = _FAMILIES[family][0]
             stats = self._timed(family, lambda: self._guarded(key, lambda: stats_of(*args)))
             if stats is not None:
@@ -488,6 +517,7 @@ class Probe:
             elif name == "logits":
                 add("logits", "logits", "logits", x, targets)
             elif name in _TARGET_NAMES and "logits" in tensors:
+                families[name] = "targets"
                 continue
             elif name == "codes":
                 add("codes", "codes", "codes", x, codebook_size or self.codebook_size)
@@ -495,6 +525,8 @@ class Probe:
                 add("attention", "attention", "attention", x)
             else:
                 add(name, "tensor", name, x)
+        if self._writer is not None:
+            self._note_tensors(families)
         return sources
 
     # ------------------------------------------------------------------ statistics -> readings -> store
@@ -654,6 +686,31 @@ class Probe:
         if self._writer is not None:
             self._writer.meta(meta)
 
+    def _distributed_meta(self) -> dict[str, Any]:
+        backend = None
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            backend = str(dist.get_backend())
+        return {"world_size": self.world_size, "backend": backend, "wrapper": self._wrapper}
+
+    def _note_amp(self, autocast_dtype: str | None = None, grad_scaler: bool = False) -> None:
+        """Record mixed precision once it is seen (autocast in a forward pass, a GradScaler passed to step)."""
+        amp = dict(self._amp)
+        if autocast_dtype and not amp["autocast_dtype"]:
+            amp["autocast_dtype"] = autocast_dtype
+        if grad_scaler:
+            amp["grad_scaler"] = True
+        if amp != self._amp:
+            self._amp = amp
+            self._write_meta({rn.META_AMP: amp})
+
+    def _note_tensors(self, families: dict[str, str]) -> None:
+        """Record which tensors the run passes and how they were read (embeddings, views, codes...)."""
+        if any(self._tensor_families.get(n) != f for n, f in families.items()):
+            self._tensor_families.update(families)
+            self._write_meta({rn.META_TENSORS: dict(self._tensor_families)})
+
     def _start_meta(self, compiled: bool, extra: dict[str, Any] | None) -> dict[str, Any]:
         p = first_parameter(self._root) if self._root is not None else None
         meta: dict[str, Any] = {
@@ -676,6 +733,11 @@ class Probe:
             "codebook_size": self.codebook_size,
             "model": model_summary(self.model) if self.model is not None else None,
             "activation_layers": [name for name, *_ in self._acts.layers] if self._acts is not None else [],
+            rn.META_ACTIVATION_KINDS: {name: kind for name, _, kind, _ in self._acts.layers} if self._acts is not None else {},
+            rn.META_MODULES: module_inventory(self.model) if self.model is not None else None,
+            rn.META_DISTRIBUTED: self._distributed_meta(),
+            rn.META_AMP: {"autocast_dtype": None, "grad_scaler": False},
+            rn.META_TENSORS: {},
         }
         meta.update(extra or {})
         return meta
