@@ -26,11 +26,9 @@ def _open_kb(db: str | None):
 
 
 def _notes_store():
-    """The user's notes (tried / helped / dismissed), when the notes module is installed."""
-    try:
-        from advisor.notes import NotesStore
-    except ImportError:  # the ranking works without them
-        return None
+    """The user's notes (tried / helped / dismissed): they move the ranking."""
+    from advisor.notes import NotesStore
+
     return NotesStore()
 
 
@@ -176,10 +174,8 @@ def explain(ctx, target, describe, backend, base_url, model, model_path, timeout
 @handle_errors
 def notes(target: str, as_json: bool) -> None:
     """What you marked (tried, helped, did not help, dismissed) on a run, with your notes."""
-    try:
-        from advisor.notes import NotesStore, run_key
-    except ImportError as exc:
-        raise AdvisorError("notes are not available in this installation") from exc
+    from advisor.notes import NotesStore, run_key
+
     rows = NotesStore().export(run_key(target))
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, default=str))

@@ -3,49 +3,75 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from functools import wraps
 
 import click
 
+from kb.errors import error_handler
 from kb.models import KBError
 from kb.store import KnowledgeBase
-
-
-def error_handler(prog: str, expected: tuple[type[BaseException], ...]):
-    """A decorator for commands: expected errors become one line on stderr and exit status 2, never a traceback."""
-
-    def fail(message: str) -> None:
-        click.echo(f"{prog}: error: {message}", err=True)
-        sys.exit(2)
-
-    def decorate(fn):
-        @wraps(fn)
-        def wrapper(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except expected as exc:
-                fail(str(exc))
-            except OSError as exc:
-                fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
-            except KeyboardInterrupt:
-                fail("interrupted")
-            except Exception as exc:  # a bug of ours: still one line; TRAIN_ADVISOR_DEBUG=1 shows the traceback
-                if os.environ.get("TRAIN_ADVISOR_DEBUG"):
-                    raise
-                fail(f"internal error: {exc.__class__.__name__}: {exc} (set TRAIN_ADVISOR_DEBUG=1 for details)")
-
-        return wrapper
-
-    return decorate
 
 
 handle_errors = error_handler("kb", (KBError,))
 
 
 def _kb(ctx: click.Context) -> KnowledgeBase:
-    return KnowledgeBase(ctx.obj.get("db"))
+    kb = KnowledgeBase(ctx.obj.get("db"))
+    kb.on_wait = lambda message: click.echo(f"kb: {message}", err=True)
+    return kb
+
+
+def _checked_text(text: str, what: str) -> str:
+    """Command-line text arrives with undecodable bytes as surrogates; say so instead of failing later."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise KBError(f"{what} is not valid UTF-8 text") from None
+    return text
+
+
+class _StdinQueries:
+    """Non-empty stdin lines as queries. Lines that are not UTF-8 text are skipped and counted: the
+    first few are named on stderr, then one summary line; stdin with no readable line at all is an error."""
+
+    NAMED = 3
+
+    def __init__(self, stdin) -> None:
+        self.stdin = stdin
+        self.skipped = 0
+        self.answered = 0
+
+    def _skip(self, n: int, why: str) -> None:
+        self.skipped += 1
+        if self.skipped <= self.NAMED:
+            click.echo(f"kb: warning: stdin line {n}: {why}; skipped", err=True)
+
+    def __iter__(self):
+        stream = getattr(self.stdin, "buffer", None)
+        lines = enumerate(stream if stream is not None else self.stdin, 1)
+        for n, raw in lines:
+            if isinstance(raw, bytes):
+                try:
+                    raw = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    self._skip(n, f"not UTF-8 text (byte {exc.start + 1})")
+                    continue
+            line = raw.replace("\x00", " ").strip()
+            if not line:
+                continue
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:
+                self._skip(n, "not UTF-8 text")
+                continue
+            self.answered += 1
+            yield line
+
+    def finish(self) -> None:
+        if self.skipped > self.NAMED:
+            click.echo(f"kb: warning: {self.skipped} stdin lines were not UTF-8 text and were skipped", err=True)
+        if self.skipped and not self.answered:
+            raise KBError("stdin holds no UTF-8 text lines to search for (is it a binary file?)")
 
 
 def _print_hits(query: str, hits, as_json: bool) -> None:
@@ -95,13 +121,60 @@ def build(ctx, rebuild: bool, as_json: bool) -> None:
 @click.pass_context
 @handle_errors
 def import_(ctx, paths: tuple[str, ...], as_json: bool) -> None:
-    """Add your own markdown troubleshooting documents."""
-    report = _kb(ctx).import_paths(list(paths))
+    """Add or update your own markdown documents: files, or folders (searched recursively).
+
+    Each source is keyed by its path relative to the folder imported (or its file name); importing
+    again updates only what changed, and files gone from a re-imported folder leave the KB.
+    """
+    report = _kb(ctx).import_paths([_checked_text(p, "a path") for p in paths])
     if as_json:
         click.echo(json.dumps(report.as_dict()))
-    else:
-        for source, n in report.sources.items():
-            click.echo(f"imported {source}: {n} entries")
+        return
+    for source, n in report.sources.items():
+        where = report.paths.get(source)
+        click.echo(f"imported {source}: {n} entries" + (f"  ({where})" if where else ""))
+        skipped = report.skipped_sections.get(source)
+        if skipped:
+            click.echo(f"  left out {len(skipped)} boilerplate section(s): {', '.join(skipped)}")
+    for source in report.unchanged:
+        click.echo(f"unchanged {source}")
+    for source in report.removed_sources:
+        click.echo(f"removed {source}: its file is gone")
+    for item in report.skipped:
+        click.echo(f"skipped {item}")
+    if report.sources:
+        click.echo(f"embedded {report.embedded}, reused {report.reused} ({report.seconds:.1f} s)")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def sources(ctx, as_json: bool) -> None:
+    """List the KB's sources: key, entries, where from, when imported."""
+    rows = _kb(ctx).sources()
+    if as_json:
+        click.echo(json.dumps([r.model_dump() for r in rows], ensure_ascii=False))
+        return
+    width = max([len(r.source) for r in rows] + [6])
+    for r in rows:
+        when = r.imported.replace("T", " ").replace("+00:00", " UTC") if r.imported else ""
+        click.echo(f"{r.source:<{width}}  {r.entries:>4}  {r.origin:<8}  {when:<23}  {r.file}")
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def remove(ctx, source: str, as_json: bool) -> None:
+    """Remove an imported source (or every source under a folder key), in one transaction."""
+    removed = _kb(ctx).remove(_checked_text(source, "the source"))
+    if as_json:
+        click.echo(json.dumps({"removed": removed}))
+        return
+    for key, n in removed.items():
+        click.echo(f"removed {key}: {n} entries")
 
 
 @cli.command()
@@ -116,12 +189,13 @@ def query(ctx, text: str, k: int, source: str | None, mode: str, as_json: bool) 
     """Search for a symptom. TEXT '-' reads one query per line from stdin."""
     kb = _kb(ctx)
     if text == "-":
-        for line in sys.stdin:
-            line = line.strip()
-            if line:
-                _print_hits(line, kb.search(line, k=k, source=source, mode=mode), as_json)
-                sys.stdout.flush()
+        queries = _StdinQueries(sys.stdin)
+        for line in queries:
+            _print_hits(line, kb.search(line, k=k, source=source, mode=mode), as_json)
+            sys.stdout.flush()
+        queries.finish()
         return
+    text = _checked_text(text, "the query").replace("\x00", " ")
     _print_hits(text, kb.search(text, k=k, source=source, mode=mode), as_json)
 
 

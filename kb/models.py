@@ -45,6 +45,7 @@ class Entry(BaseModel):
     see_also: list[str] = Field(default_factory=list)
     links: list[str] = Field(default_factory=list)  # run analysis: problem <-> the fixes that address it
     references: list[str] = Field(default_factory=list)  # see-also links that point outside the KB
+    signal_kinds: list[str] = Field(default_factory=list)  # advisor signal kinds this entry answers (a user's helped note)
     body: str = ""
     provenance: Provenance
 
@@ -71,6 +72,19 @@ class Entry(BaseModel):
             "steps": self.steps,
             "provenance": self.provenance.model_dump(),
         }
+
+
+class SourceInfo(BaseModel):
+    """One source document in the KB (`kb sources`): where it came from and how many entries it gave."""
+
+    source: str  # the key entry ids start with; for imports, the path relative to the import root
+    file: str  # the shipped file name, or the imported file's absolute path
+    origin: Literal["shipped", "imported", "notes"]
+    style: str = ""
+    title: str = ""
+    entries: int = 0
+    imported: str = ""  # ISO time of the last import that changed it ("" for shipped sources)
+    skipped_sections: list[str] = Field(default_factory=list)  # boilerplate sections left out (licence, contributing...)
 
 
 class Hit(BaseModel):

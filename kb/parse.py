@@ -105,6 +105,7 @@ class ParsedDocument:
     title: str
     entries: list[Entry]
     checklist: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # boilerplate sections left out (licence, contributing...)
 
 
 _MD = MarkdownIt("commonmark").enable("table")
