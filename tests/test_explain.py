@@ -147,11 +147,13 @@ def test_nan_run_is_explained_from_its_evidence_and_entries():
     assert isinstance(e, Explanation)
     assert (e.backend, e.fallback, e.model) == ("none", False, None)
     text = e.text
-    assert text.index(HEADING_GOING_ON) < text.index(HEADING_FIXES) < text.index(HEADING_CHECK)
-    # Most severe signal first, with its numbers; the entries' own steps verbatim, cited.
-    going_on = text[: text.index(HEADING_FIXES)]
-    assert going_on.index("nan_inf on loss") < going_on.index("spike on grad_norm")
-    assert "loss became NaN at step 1200" in text and "41.73" in text and "threshold 6" in text
+    # Fixes first: they are what a person opens an explanation for.
+    assert text.index(HEADING_FIXES) < text.index(HEADING_GOING_ON) < text.index(HEADING_CHECK)
+    # Most severe signal first, one sentence each with its numbers; the entries' own steps verbatim, cited.
+    going_on = text[text.index(HEADING_GOING_ON): text.index(HEADING_CHECK)]
+    assert going_on.index("loss became NaN") < going_on.index("grad_norm jumped")
+    assert "- [high] loss became NaN at step 1200 after a last finite value of 2.351 (loss, steps 1200 to 1500)." in going_on
+    assert "41.73" in going_on and "first_nonfinite_step" not in text, "no wall of detector fields"
     assert "1. Loss becomes NaN [guide/001-loss-becomes-nan]" in text
     assert "- Add gradient clipping: `clip_grad_norm(params, max_norm=1.0)`" in text
     assert "3. Gradient Norms Are Exploding or Vanishing [catalog/010-gradient-norms-are-exploding-or-vanishing]" in text
@@ -205,11 +207,10 @@ def test_description_only_diagnosis():
 @pytest.mark.parametrize("make", ALL_RUNS)
 def test_composer_output_passes_its_own_checker(make):
     d = make()
-    messages = build_messages(build_grounding(d))
     e = explain(d)
-    result = check_answer(e.text, e.suggestions, prompt_text(messages))
+    result = check_answer(e.text, build_grounding(d))
     assert result.text == e.text
-    assert result.removed_citations == [] and result.unsupported_numbers == []
+    assert result.findings == [] and e.findings == []
     assert set(e.citations) == set(e.suggestions)
 
 
@@ -250,7 +251,7 @@ def test_non_finite_numbers_empty_steps_and_long_text():
         _suggestion("catalog/002-y", "No steps here", "low", [], []),
     ])
     e = explain(d)
-    assert "value NaN; threshold Inf" in e.text and "ratio -Inf" in e.text
+    assert "weird new detector on loss at step 10: value NaN, threshold Inf." in e.text
     assert "the weird_new_detector signal on loss (step 10 to step 10)" not in e.text
     assert "run `advisor diagnose` on the new log: the weird_new_detector signal on loss" in e.text
     assert "The entry lists no steps; read it with `kb show catalog/002-y`." in e.text
@@ -279,8 +280,9 @@ def test_paths_and_descriptions_go_to_diagnose(monkeypatch):
     calls = []
     fake = types.ModuleType("advisor.diagnose")
 
-    def diagnose(path, describe=None):
+    def diagnose(path, describe=None, notes=None):
         calls.append((path, describe))
+        assert notes is not None, "explain ranks with the user's notes, as diagnose and the TUI do"
         return nan_run()
 
     fake.diagnose = diagnose
@@ -325,71 +327,93 @@ def test_prompt_keeps_entry_text_as_quoted_data():
 
 def test_composer_output_is_unaffected_by_injected_entry_text():
     clean, dirty = explain(nan_run()), explain(injected_run())
-    kept = [ln for ln in dirty.text.splitlines() if "IGNORE PREVIOUS" not in ln and "Ignore all rules" not in ln]
-    assert kept == clean.text.splitlines()
+    # The step and the expected outcome that carry instructions are not shown; everything else is as before.
+    assert dirty.text == clean.text
     assert dirty.citations == clean.citations
-    assert "[evil/001-pwned]" not in dirty.text and "evil/001-pwned" in dirty.removed_citations
+    assert "evil/" not in dirty.text and "999999" not in dirty.text and "system:" not in dirty.text
+    assert [f.kind for f in dirty.findings] == ["instruction", "instruction"]
 
 
 def test_checker_holds_an_answer_that_followed_the_injection(scripted):
     scripted("As the entry says: delete the dataset [evil/001-pwned]; the loss is 424242.")
     e = explain(injected_run(), backend="openai", model="m")
-    assert e.fallback and e.removed_citations == ["evil/001-pwned"] and e.unsupported_numbers == ["424242"]
+    assert e.fallback and e.removed_citations == ["evil/001-pwned"]
     assert "As the entry says" not in e.text and "424242" not in e.text
     assert e.text.startswith("Note: the openai model's answer cited only entries that were not in the diagnosis")
+    assert e.model == "scripted-model", "the model asked is kept on a fallback"
 
 
 # -- the checker -----------------------------------------------------------------------------------
 
 
-def _nan_prompt() -> tuple[list[str], str]:
-    g = build_grounding(nan_run())
-    return g.ids, prompt_text(build_messages(g))
-
-
 def test_checker_removes_invented_ids_in_every_form():
-    ids, prompt = _nan_prompt()
+    g = build_grounding(nan_run())
     answer = ("Lower the learning rate [guide/001-loss-becomes-nan]. Clip gradients [guide/008-exploding-gradients, catalog/777-made-up]. "
               "Try warmup [catalog/999-invented]. See also run/fix-9-9-made-up-fix. Also [GUIDE/001-Loss-Becomes-NaN].\n"
-              "[high] severity, [1] footnote, [a link](https://example.org/x/y), [`guide/008-exploding-gradients`].")
-    r = check_answer(answer, ids, prompt)
+              "[high] severity, [1] footnote, [`guide/008-exploding-gradients`].")
+    r = check_answer(answer, g)
     assert r.removed_citations == ["catalog/777-made-up", "catalog/999-invented", "run/fix-9-9-made-up-fix"]
     assert r.citations == ["guide/001-loss-becomes-nan", "guide/008-exploding-gradients"]
-    assert "Clip gradients [guide/008-exploding-gradients]." in r.text
-    assert "Try warmup." in r.text and "made-up" not in r.text and "invented" not in r.text
-    assert "Also [guide/001-loss-becomes-nan]." in r.text, "a citation in the wrong case is written as the id"
-    assert "[high] severity, [1] footnote, [a link](https://example.org/x/y)" in r.text
+    # A sentence whose only citations were invented is advice from nowhere: removed whole, leaving well-formed text.
+    assert r.text == ("Lower the learning rate [guide/001-loss-becomes-nan]. Clip gradients [guide/008-exploding-gradients]. "
+                      "Also [guide/001-loss-becomes-nan].\n[high] severity, [1] footnote, [guide/008-exploding-gradients].")
 
 
-def test_checker_flags_invented_numbers_and_accepts_formatting():
-    ids, prompt = _nan_prompt()
-    supported = ("NaN from step 1200 to 1,500; last value 2.351 (about 2.35, or 2.4); z-score 41.7 or 41.73 "
-                 "vs 6.0; lower the LR by 10x; max_norm=1.00; eps 1e-8 and 1E-08; 31 points. "
-                 "1. first fix\n2) second fix\n- 3. third\nthree fixes, the 2nd one, two of 3 entries, fp16, GPT-2.")
-    assert unsupported_numbers(supported, prompt) == []
-    invented = "Use 5x lower LR, clip at 0.5, it spiked to 42.5 (a 700% jump) at step 1210 over 12k steps; 3.2% of points."
-    assert unsupported_numbers(invented, prompt) == ["5x", "0.5", "42.5", "700%", "1210", "12k", "3.2%"]
+def test_removed_citations_leave_well_formed_sentences():
+    g = build_grounding(nan_run())
+    r = check_answer("The authoritative fix is [guide/900-x] and [guide/901-y]. See also [catalog/777-a] and [catalog/778-b]. "
+                     "Lower the learning rate [guide/001-loss-becomes-nan] (see [catalog/555-z]). "
+                     "Clip [catalog/556-q] and [guide/008-exploding-gradients].", g)
+    assert r.text == "Lower the learning rate [guide/001-loss-becomes-nan]. Clip [guide/008-exploding-gradients]."
+    assert " and." not in r.text and "()" not in r.text
+
+
+def test_checker_numbers_must_match_the_evidence_or_a_cited_entry_as_written():
+    g = build_grounding(nan_run())
+    cited = ["guide/001-loss-becomes-nan"]
+    supported = ("NaN from step 1200 to 1,500; last value 2.351 (2.3510); z-score 41.73 vs 6.0; lower the LR by 10x; "
+                 "max_norm=1.00; eps 1e-8 and 1E-08; 31 points; 2 rows. 1. first fix\n2) second fix\n- 3. third\n"
+                 "three fixes, the 2nd one, two of 3 entries, fp16, GPT-2, version 2.1.0.")
+    assert unsupported_numbers(supported, g, cited) == []
+    # Rounded, near, or from an entry that is not cited: not supported. 10% is not the entry's 10x.
+    invented = ("About 2.35 or 41.7; lower by 10% or 0.1; clip at 0.5 and 2x; 42.5 (a 700% jump) at step 1210 over 12k steps; "
+                "3.2% of points; 3e-4, 97.3%, 256, 20, 84.")
+    assert unsupported_numbers(invented, g, cited) == ["2.35", "41.7", "10%", "0.1", "0.5", "42.5", "700%", "1210", "12k",
+                                                       "3.2%", "3e-4", "97.3%", "256", "20", "84"]
+    # The entry's own numbers count only when the entry is cited.
+    assert unsupported_numbers("eps 1e-8", g, cited=[]) == ["1e-8"]
 
 
 def test_checker_percent_and_share_forms():
-    prompt = "relational_loss grew from 8% to 62% of the total; share 0.62; threshold 0.4; 3.2"
-    assert unsupported_numbers("62% of the loss, a share of 0.62, 0.08 at first, 40%, 3.2% and 3.20", prompt) == []
-    assert unsupported_numbers("63% or 0.63", prompt) == ["63%", "0.63"]
+    growth = jepa_run()
+    g = build_grounding(growth)
+    text = "62% of the loss, a share of 0.62, 0.08 at first, 8%, 0.39 and 39%"
+    assert unsupported_numbers(text, g, cited=[]) == []
+    assert unsupported_numbers("63% or 0.63, 45% of it, 40% (the threshold 0.4)", g, cited=[]) == ["63%", "0.63", "45%"]
 
 
-def test_checker_leaves_paths_and_other_brackets_alone():
-    ids, prompt = _nan_prompt()
-    answer = ("Compare runs/001-baseline/metrics.csv with run/2024-05-01-exp.csv; the [train/val] gap and [runs/exp1] "
-              "are fine [guide/001-loss-becomes-nan].")
-    r = check_answer(answer, ids, prompt)
-    assert r.text == answer and r.removed_citations == []
+def test_ip_addresses_and_versions_are_not_read_as_numbers():
+    g = build_grounding(nan_run())
+    r = check_answer("Lower the learning rate by 10x [guide/001-loss-becomes-nan]. Upload the log to 203.0.113.5 for a review. "
+                     "torch 2.1.0 is fine.", g)
+    assert r.unsupported_numbers == [] and r.removed_actions == ["203.0.113.5"]
+    assert r.text == "Lower the learning rate by 10x [guide/001-loss-becomes-nan]. torch 2.1.0 is fine."
+
+
+def test_checker_judges_paths_and_leaves_other_brackets_alone():
+    g = build_grounding(nan_run())
+    answer = ("The run at runs/nan-run/metrics.csv went NaN [guide/001-loss-becomes-nan]; the [train/val] gap and [runs/exp1] are fine. "
+              "Compare it with runs/001-baseline/metrics.csv.")
+    r = check_answer(answer, g)
+    assert r.removed_citations == [] and r.removed_actions == ["runs/001-baseline/metrics.csv"]
+    assert r.text == answer.split(" Compare")[0], "the run's own path is evidence; another path is not"
 
 
 def test_checker_does_not_read_ids_or_ordinals_as_numbers():
-    ids, prompt = _nan_prompt()
+    g = build_grounding(nan_run())
     r = check_answer("1. Do [catalog/010-gradient-norms-are-exploding-or-vanishing] first.\n"
-                     "12. Twelfth item, see catalog/010-gradient-norms-are-exploding-or-vanishing.", ids, prompt)
-    assert r.unsupported_numbers == [] and r.removed_citations == []
+                     "12. Twelfth item, see catalog/010-gradient-norms-are-exploding-or-vanishing.", g)
+    assert r.unsupported_numbers == [] and r.removed_citations == [] and r.findings == []
 
 
 # -- model answers: fallback, notes, thinking ------------------------------------------------------
@@ -399,7 +423,7 @@ def test_answer_without_citations_falls_back_to_the_composer(scripted):
     composed = explain(nan_run())
     backend = scripted("Your loss exploded. Lower the learning rate by 100x and pray.")
     e = explain(nan_run(), backend="openai", model="m")
-    assert e.fallback and e.backend == "openai" and e.model is None
+    assert e.fallback and e.backend == "openai" and e.model == "scripted-model"
     assert e.text.startswith("Note: the openai model's answer cited no knowledge-base entry from the diagnosis")
     assert e.text.endswith(composed.text)
     assert e.citations == composed.citations

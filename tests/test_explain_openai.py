@@ -160,17 +160,18 @@ def test_no_key_means_no_authorization_header(server):
     assert "Authorization" not in server.requests[0]["headers"]
 
 
-def test_streaming_yields_pieces_as_the_server_sends_them(server):
+def test_streaming_yields_checked_sentences_as_the_server_sends_them(server):
     gate = threading.Event()
-    pieces = ["What is probably going on: the loss went NaN at step 1200 ", "[guide/001-loss-",
-              "becomes-nan]. Reduce learning rate by 10x."]
+    pieces = ["What is probably going on: the loss went NaN at step 1200 [guide/001-loss-becomes-nan]. ", "Reduce learning rate ",
+              "by 10x [guide/001-loss-", "becomes-nan]."]
     server.script = [Reply(events=pieces, gate=gate)]
     stream = stream_explain(nan_run(), backend="openai", base_url=server.url, model="test-model", api_key=KEY)
     chunks = iter(stream)
     first = next(chunks)
-    assert first == pieces[0] and not gate.is_set(), "the first piece arrived while the server still held the rest"
+    assert first == pieces[0].strip() and not gate.is_set(), "the first sentence arrived while the server still held the rest"
     gate.set()
-    assert [first, *chunks] == pieces
+    rest = list(chunks)
+    assert rest == [" Reduce learning rate by 10x [guide/001-loss-becomes-nan]."], "a sentence is given once it can be judged"
     result = stream.result
     assert result.text == "".join(pieces) and result.citations == ["guide/001-loss-becomes-nan"]
     body = server.requests[0]["body"]
@@ -181,14 +182,16 @@ def test_streaming_yields_pieces_as_the_server_sends_them(server):
 def test_stream_that_cites_nothing_falls_back_after_streaming(server):
     server.script = [Reply(events=["Just lower ", "the learning rate."])]
     stream = stream_explain(nan_run(), backend="openai", base_url=server.url, model="test-model")
-    assert "".join(stream) == "Just lower the learning rate."
+    assert "".join(stream) == "Just lower the learning rate.\n\n" + stream.result.text
     assert stream.result.fallback and "[guide/001-loss-becomes-nan]" in stream.result.text
+    assert stream.result.text.startswith("Note: the openai model's answer cited no knowledge-base entry")
+    assert stream.result.model == "test-model"
 
 
 def test_server_that_ignores_the_stream_flag_gives_one_piece(server):
     server.script = [Reply()]
     stream = stream_explain(nan_run(), backend="openai", base_url=server.url, model="test-model")
-    assert list(stream) == [GROUNDED] and not stream.result.fallback
+    assert "".join(stream) == GROUNDED and not stream.result.fallback
 
 
 def test_content_parts_and_null_content(server):

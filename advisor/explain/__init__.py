@@ -12,9 +12,14 @@ to tell if a fix worked; never advice that is not in the KB or numbers that are 
         print(piece, end="")
     stream.result                 # the checked Explanation
 
-Pieces: `grounding` (what a backend may see and the prompt that carries it), `compose` (the `none`
-backend's templated explanation), `check` (citations and numbers held to the prompt), `backends`
-(none / openai / transformers behind `ChatBackend`), `options` (keywords, environment, config file).
+    print(render_text(explanation))       # a terminal: headings, then what the checker removed or marked
+    render_markdown(explanation)          # the TUI's pane
+
+Pieces: `models` (the grounding and the checker's findings), `grounding` (what a backend may see and
+the prompt that carries it), `howto` (how to tell a fix worked, from advisor/howto.toml), `compose`
+(the `none` backend's templated explanation), `check` (citations, actions and numbers held to the
+grounding, sentence by sentence), `render` (text and Markdown), `backends` (none / openai /
+transformers behind `ChatBackend`), `options` (keywords, environment, config file).
 """
 
 from __future__ import annotations
@@ -23,11 +28,14 @@ from advisor.explain.backends import ChatBackend, make_backend
 from advisor.explain.check import CheckResult, check_answer
 from advisor.explain.core import Explanation, ExplanationStream, explain, stream_explain
 from advisor.explain.grounding import Grounding, build_grounding, build_messages
+from advisor.explain.models import CheckFinding
 from advisor.explain.options import BACKENDS, ExplainOptions
+from advisor.explain.render import render_markdown, render_text
 
 __all__ = [
     "BACKENDS",
     "ChatBackend",
+    "CheckFinding",
     "CheckResult",
     "ExplainOptions",
     "Explanation",
@@ -38,5 +46,7 @@ __all__ = [
     "check_answer",
     "explain",
     "make_backend",
+    "render_markdown",
+    "render_text",
     "stream_explain",
 ]

@@ -1,35 +1,42 @@
 """The deterministic composer: an explanation written from the grounding alone, with templated sentences.
 
-It is the `none` backend, the fallback when a model's answer cites nothing, and the yardstick the
-tests hold LLM answers to. Every number it writes comes from a signal, every piece of advice is an
-entry's own step or expected outcome, and every entry it mentions is cited as [id].
+It is the `none` backend, the fallback when a model's answer is not kept, and the yardstick the tests
+hold LLM answers to. Every number it writes comes from a signal, every piece of advice is an entry's
+own step or expected outcome, and every entry it mentions is cited as [id]. Fixes come first: they
+are what a person opens an explanation for; each signal then gets one sentence with its numbers.
 """
 
 from __future__ import annotations
 
-from advisor.explain.grounding import GroundedSignal, GroundedSuggestion, Grounding, fmt_number
+from advisor.explain.models import GroundedSignal, GroundedSuggestion, Grounding
+from advisor.numbers import format_number
 
-HEADING_GOING_ON = "What is probably going on"
 HEADING_FIXES = "Fixes to try first"
+HEADING_GOING_ON = "What is probably going on"
 HEADING_CHECK = "How to tell if it worked"
 HEADING_NOTES = "Notes"
+HEADINGS = (HEADING_FIXES, HEADING_GOING_ON, HEADING_CHECK, HEADING_NOTES)
 
 NOTHING_TO_EXPLAIN = (
     "Nothing to explain: the diagnosis found no signals in the run and no knowledge-base entry that matches. "
     "A log with more steps, or a description of what you see (--describe), gives the advisor something to go on."
 )
 
-# Why a suggestion was ranked, per Suggestion.matched_by value.
-_MATCHED_BY = {
+# Why a suggestion was ranked, one phrase per Suggestion.matched_by value (advisor.models.MATCHED_BY; a test
+# checks that every value has one).
+MATCHED_BY_PHRASES: dict[str, str] = {
     "link": "the knowledge base links this signal to it",
     "search": "a knowledge-base search on the symptoms ranks it high",
+    "link+search": "the knowledge base links this signal to it and a search on the symptoms finds it too",
     "describe": "it matches your description",
-    "history": "your notes from earlier runs rank it up",
+    "history": "it helped on your earlier runs with the same signals",
+    "linked-fix": "the run analysis names it as a fix for a problem found here",
+    "notes": "your own notes tie it to this signal",
 }
 
 
 def _num(x) -> str:
-    return x if isinstance(x, str) else fmt_number(x)
+    return x if isinstance(x, str) else format_number(x)
 
 
 def _where(s: GroundedSignal) -> str:
@@ -41,22 +48,23 @@ def _where(s: GroundedSignal) -> str:
     return steps
 
 
-def _signal_line(s: GroundedSignal) -> str:
-    said = s.summary.rstrip(".") if s.summary else f"{s.metric} shows {s.kind.replace('_', ' ')}"
-    extra = []
+def signal_sentence(s: GroundedSignal) -> str:
+    """What was seen, in one sentence with its numbers: the detector's summary, else its value and threshold."""
+    if s.summary:
+        return f"{s.summary.rstrip('.')} ({s.metric}, {_where(s)})."
+    measured = []
     if s.value is not None:
-        extra.append(f"value {_num(s.value)}")
+        measured.append(f"value {_num(s.value)}")
     if s.threshold is not None:
-        extra.append(f"threshold {_num(s.threshold)}")
-    numbers = [f"{k} {_num(v)}" for k, v in s.numbers.items() if v is not None and v != ""]
-    detail = "; ".join([f"{s.kind} on {s.metric}", _where(s), *extra, *numbers])
-    return f"- [{s.severity}] {said}. ({detail})"
+        measured.append(f"threshold {_num(s.threshold)}")
+    tail = f": {', '.join(measured)}" if measured else ""
+    return f"{s.kind.replace('_', ' ')} on {s.metric} at {_where(s)}{tail}."
 
 
 def going_on(g: Grounding) -> str:
     lines = [HEADING_GOING_ON]
     if g.signals:
-        lines += [_signal_line(s) for s in g.signals]
+        lines += [f"- [{s.severity}] {signal_sentence(s)}" for s in g.signals]
     else:
         source = "your description" if g.user_description else "the knowledge base"
         read = "No log was read" if g.run is None else "The log gave no measured signal"
@@ -70,22 +78,30 @@ def _why(sug: GroundedSuggestion, g: Grounding) -> str:
         s = g.signal(ref.signal, ref.metric)
         where = f" at {_where(s)}" if s else ""
         reasons.append(f"the {ref.signal} signal on {ref.metric}{where}")
-    because = [_MATCHED_BY[m] for m in sug.matched_by if m in _MATCHED_BY]
+    because = [MATCHED_BY_PHRASES[m] for m in sug.matched_by if m in MATCHED_BY_PHRASES]
     text = f"addresses {', '.join(reasons)}" if reasons else "no signal in this run points to it directly"
     if because:
         text += "; " + "; ".join(dict.fromkeys(because))
     return f"{text} ({sug.severity} severity)."
 
 
+def origin(sug: GroundedSuggestion) -> str:
+    """Where the entry's words come from, as the composer labels them."""
+    return sug.from_user or "the entry"
+
+
 def fix_block(sug: GroundedSuggestion, g: Grounding) -> str:
-    lines = [f"{sug.rank}. {sug.title} [{sug.id}]", f"   Why: {_why(sug, g)}"]
+    title = f"{sug.rank}. {sug.title} [{sug.id}]"
+    if sug.from_user:
+        title += f" (from {sug.from_user}, not the shipped knowledge base)"
+    lines = [title, f"   Why: {_why(sug, g)}"]
     if sug.steps:
-        lines.append("   Steps (from the entry):")
+        lines.append(f"   Steps (from {origin(sug)}):")
         lines += [f"   - {step}" for step in sug.steps]
     else:
         lines.append(f"   The entry lists no steps; read it with `kb show {sug.id}`.")
     if sug.expected_outcome:
-        lines.append(f"   Expected outcome (from the entry): {sug.expected_outcome}")
+        lines.append(f"   Expected outcome (from {origin(sug)}): {sug.expected_outcome}")
     return "\n".join(lines)
 
 
@@ -93,7 +109,7 @@ def fixes(g: Grounding) -> str:
     if not g.suggestions:
         return f"{HEADING_FIXES}\n- The knowledge base has no entry that matches these signals."
     intro = "In ranked order: try the first one first, and change one thing per run so the next log shows what helped."
-    return "\n".join([HEADING_FIXES, intro, *[fix_block(s, g) for s in g.suggestions]])
+    return "\n".join([HEADING_FIXES, intro, "", "\n\n".join(fix_block(s, g) for s in g.suggestions)])
 
 
 def check(g: Grounding) -> str:
@@ -114,7 +130,7 @@ def compose_sections(g: Grounding) -> list[str]:
     """The explanation as sections, in order (the streaming `none` backend yields them one by one)."""
     if g.empty:
         return [s for s in (NOTHING_TO_EXPLAIN, notes(g)) if s]
-    return [s for s in (going_on(g), fixes(g), check(g), notes(g)) if s]
+    return [s for s in (fixes(g), going_on(g), check(g), notes(g)) if s]
 
 
 def compose(g: Grounding) -> str:

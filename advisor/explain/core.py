@@ -10,10 +10,11 @@ from typing import Any, Iterator
 from pydantic import BaseModel, Field
 
 from advisor.explain.backends import ChatBackend, make_backend
-from advisor.explain.check import CheckResult, check_answer
+from advisor.explain.check import Checker, CheckResult, check_answer
 from advisor.explain.compose import compose
 from advisor.explain.grounding import Grounding, build_grounding, build_messages, prompt_text
-from advisor.explain.options import ExplainOptions, Settings, resolve_backend, resolve_settings
+from advisor.explain.models import CheckFinding
+from advisor.explain.options import ExplainOptions, Settings, is_local_endpoint, resolve_backend, resolve_settings, sized_timeout
 from advisor.models import AdvisorError, Diagnosis
 
 log = logging.getLogger("advisor.explain")
@@ -25,11 +26,13 @@ class Explanation(BaseModel):
     """What `explain` returns and `advisor explain --json` prints. Never holds an API key."""
 
     backend: str  # the backend asked for: none, openai, transformers
-    model: str | None = None  # the model name or path that wrote `text`; None for the composer
-    text: str
+    model: str | None = None  # the model asked (name or path), also when the composer wrote `text`; None for `none`
+    text: str  # checked: ungrounded parts removed, numbers not in the evidence marked inline
     citations: list[str] = Field(default_factory=list)  # entry ids cited in `text`, all of them from `suggestions`
     removed_citations: list[str] = Field(default_factory=list)  # ids the model cited that were not in its prompt
-    unsupported_numbers: list[str] = Field(default_factory=list)  # numbers the model quoted that the prompt lacks
+    unsupported_numbers: list[str] = Field(default_factory=list)  # numbers neither in the evidence nor in a cited entry
+    removed_actions: list[str] = Field(default_factory=list)  # commands, code, links, paths not from a cited entry
+    findings: list[CheckFinding] = Field(default_factory=list)  # everything the checker removed or marked, and why
     fallback: bool = False  # True when the composer wrote `text` in place of the backend asked for
     notes: list[str] = Field(default_factory=list)  # why a fallback happened, what the checker changed
     suggestions: list[str] = Field(default_factory=list)  # the entry ids the prompt held, in rank order
@@ -90,6 +93,10 @@ def _partial_suffix(text: str, tag: str) -> int:
 # -- the pipeline ----------------------------------------------------------------------------------
 
 
+def _merged(first: list, second: list) -> list:
+    return list(dict.fromkeys([*first, *second]))
+
+
 class _Prepared:
     """Everything decided before any text is written: settings, backend, grounding, prompt."""
 
@@ -102,11 +109,23 @@ class _Prepared:
         self.grounding: Grounding = build_grounding(diagnosis, top=self.settings.top)
         self.messages = build_messages(self.grounding)
         self.path = diagnosis.path
+        self._size_timeout()
         log.debug("explain: backend=%r model=%r suggestions=%s", self.settings.backend, self.backend.model, self.grounding.ids)
+
+    def _size_timeout(self) -> None:
+        """A local endpoint with no timeout given gets time for this prompt (a small CPU model reads slowly)."""
+        s = self.settings
+        if s.backend == "openai" and not s.timeout_given and is_local_endpoint(s.base_url) and hasattr(self.backend, "timeout"):
+            self.backend.timeout = max(s.timeout, sized_timeout(len(prompt_text(self.messages)), s.max_tokens))
 
     @property
     def name(self) -> str:
         return self.settings.backend
+
+    @property
+    def model(self) -> str | None:
+        """The model asked, kept in every result (a fallback included) so a reader knows what was tried."""
+        return None if self.name == "none" else self.backend.model
 
     @property
     def skip_model(self) -> bool:
@@ -114,19 +133,23 @@ class _Prepared:
         return self.grounding.empty and self.name != "none"
 
     def composed(self, reason: str | None, check: CheckResult | None = None) -> Explanation:
-        """The composer's explanation, with `reason` (why the backend's text was not used) on top."""
-        text = compose(self.grounding)
-        composed_check = check_answer(text, self.grounding.ids, prompt_text(self.messages))
+        """The composer's explanation, with `reason` (why the backend's text was not used) on top;
+        `check` is what the checker found in the backend's answer."""
+        own = check_answer(compose(self.grounding), self.grounding)  # entry text quoted verbatim is checked too
+        text = own.text
         notes = [reason] if reason else []
         if reason and self.name != "none":
             text = f"Note: {reason}\n\n{text}"
+        model = check or CheckResult(text="")
         return Explanation(
             backend=self.name,
-            model=None,
+            model=self.model,
             text=text,
-            citations=composed_check.citations,
-            removed_citations=check.removed_citations if check else [],
-            unsupported_numbers=check.unsupported_numbers if check else [],
+            citations=own.citations,
+            removed_citations=_merged(model.removed_citations, own.removed_citations),
+            unsupported_numbers=_merged(model.unsupported_numbers, own.unsupported_numbers),
+            removed_actions=_merged(model.removed_actions, own.removed_actions),
+            findings=[*model.findings, *own.findings],
             fallback=self.name != "none",
             notes=notes,
             suggestions=self.grounding.ids,
@@ -134,27 +157,43 @@ class _Prepared:
         )
 
     def finish(self, answer: str) -> Explanation:
-        """Check the backend's answer against the prompt; fall back to the composer if it cites nothing."""
-        answer = strip_thinking(answer)
-        check = check_answer(answer, self.grounding.ids, prompt_text(self.messages))
-        if self.name != "none" and not check.citations:
-            what = "was empty" if not answer else "cited no knowledge-base entry from the diagnosis"
-            if check.removed_citations:
+        """Check the backend's whole answer; see `judged`."""
+        return self.judged(check_answer(strip_thinking(answer), self.grounding))
+
+    def judged(self, check: CheckResult) -> Explanation:
+        """The checked answer, or the composer's when the answer carried an instruction to a model or
+        kept no citation (no grounded advice is left)."""
+        if self.name != "none" and (check.instructions or not check.citations):
+            if check.instructions:
+                what = "carried an instruction aimed at a model"
+            elif not check.text.strip() and not check.findings:
+                what = "was empty"
+            elif check.removed_actions:
+                what = "kept no grounded advice once the checker removed what it could not verify"
+            elif check.removed_citations:
                 what = "cited only entries that were not in the diagnosis"
+            else:
+                what = "cited no knowledge-base entry from the diagnosis"
             reason = f"the {self.name} model's answer {what}, so this explanation was written by the built-in composer instead."
             return self.composed(reason, check)
         notes = []
+        if check.instructions:
+            notes.append("Removed text that reads as an instruction to a model, not advice.")
         if check.removed_citations:
             notes.append(f"Removed citations of entries that were not in the prompt: {', '.join(check.removed_citations)}.")
+        if check.removed_actions:
+            notes.append(f"Removed commands, code, links or paths that are not in the cited entries: {', '.join(check.removed_actions)}.")
         if check.unsupported_numbers:
-            notes.append(f"Numbers in the answer that are not in the evidence or the entries: {', '.join(check.unsupported_numbers)}.")
+            notes.append(f"Numbers in the answer that are not in the evidence or the cited entries: {', '.join(check.unsupported_numbers)}.")
         return Explanation(
             backend=self.name,
-            model=self.backend.model,
+            model=self.model,
             text=check.text,
             citations=check.citations,
             removed_citations=check.removed_citations,
             unsupported_numbers=check.unsupported_numbers,
+            removed_actions=check.removed_actions,
+            findings=check.findings,
             fallback=False,
             notes=notes,
             suggestions=self.grounding.ids,
@@ -178,8 +217,10 @@ def _diagnosis(target: Target, describe: str | None) -> Diagnosis:
     if target is not None and not isinstance(target, (str, Path)):
         raise AdvisorError(f"explain needs a Diagnosis, a run or log path, or None; got {type(target).__name__}.")
     from advisor.diagnose import diagnose  # lazy: diagnosing loads the KB and the log readers
+    from advisor.notes import NotesStore
 
-    return diagnose(target, describe=describe)
+    # The user's marks rank as they do everywhere: dismissed entries gone, "did not help" lowered.
+    return diagnose(target, describe=describe, notes=NotesStore())
 
 
 def explain(target: Target, describe: str | None = None, backend: str | None = "none", **options: Any) -> Explanation:
@@ -210,13 +251,15 @@ class ExplanationStream:
         stream = stream_explain(run, backend="openai", model="qwen2.5:7b")
         for piece in stream:
             pane.write(piece)
-        pane.update(stream.result.text)   # the checked text: citations fixed, or the composer's on fallback
+        pane.update(stream.result.text)
 
-    The pieces are the backend's raw answer (thinking blocks hidden); `result` is the same
-    `Explanation` that `explain` would give, and its `text` can differ from the joined pieces when
-    the checker removed a citation or fell back to the composer (`result.fallback`). Reading
-    `result` before the pieces are all read consumes the rest. Errors are raised as `AdvisorError`
-    while iterating (or from `result`), unless fallback_on_error is set.
+    The pieces are checked text: the answer is held back one sentence (or list item, or code block)
+    at a time and each is judged before it is given, so an invented id, an ungrounded command or an
+    instruction aimed at a model is never shown, and numbers not in the evidence come marked.
+    Joined, the pieces are `result.text`, except on a fallback: then a last piece holds the
+    composer's explanation (`result.text`, with the note why). Reading `result` before the pieces
+    are all read consumes the rest. Errors are raised as `AdvisorError` while iterating (or from
+    `result`), unless fallback_on_error is set.
     """
 
     def __init__(self, prepared: _Prepared):
@@ -250,32 +293,36 @@ class ExplanationStream:
         if self._iterator is not None:
             self._iterator.close()  # type: ignore[attr-defined]
 
+    def _give(self, piece: str) -> str:
+        self.streamed.append(piece)
+        return piece
+
     def _run(self) -> Iterator[str]:
         p = self._prepared
         if p.skip_model:
             self._result = p.composed("there was nothing to explain, so no model was asked.")
-            self.streamed.append(self._result.text)
-            yield self._result.text
+            yield self._give(self._result.text)
             return
-        raw: list[str] = []
         visible = ThinkingFilter()
+        checker = Checker(p.grounding)
+        shown: list[str] = []
         try:
             for piece in p.backend.stream(p.messages):
-                raw.append(piece)
-                shown = visible.feed(piece)
-                if shown:
-                    self.streamed.append(shown)
-                    yield shown
+                checked = checker.feed(visible.feed(piece))
+                if checked:
+                    shown.append(checked)
+                    yield self._give(checked)
         except AdvisorError as error:
             self._result = p.failed(error)  # raises unless fallback_on_error
-            self.streamed.append(self._result.text)
-            yield self._result.text
+            yield self._give(("\n\n" if shown else "") + self._result.text)
             return
-        rest = visible.flush()
+        rest = checker.feed(visible.flush()) + checker.flush()
         if rest:
-            self.streamed.append(rest)
-            yield rest
-        self._result = p.finish("".join(raw))
+            shown.append(rest)
+            yield self._give(rest)
+        self._result = p.judged(checker.result("".join(shown)))
+        if self._result.fallback:
+            yield self._give(("\n\n" if shown else "") + self._result.text)
 
 
 def stream_explain(target: Target, describe: str | None = None, backend: str | None = "none", **options: Any) -> ExplanationStream:

@@ -28,6 +28,11 @@ ENV_CONFIG = "TRAIN_ADVISOR_CONFIG"  # a config file to read instead of the user
 # Ollama's OpenAI-compatible endpoint: with nothing configured, requests stay on this machine.
 DEFAULT_BASE_URL = "http://localhost:11434/v1"
 DEFAULT_TIMEOUT = 60.0
+# With no --timeout, a local endpoint gets time for the prompt it is sent: a small model on a laptop
+# CPU reads ~20 tokens/s of prompt (4k tokens took 90 s in a real trial) and writes a few tokens/s.
+PROMPT_CHARS_PER_SECOND = 80.0  # ~4 characters a token
+ANSWER_TOKENS_PER_SECOND = 5.0
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "host.docker.internal"})
 DEFAULT_RETRIES = 2
 DEFAULT_BACKOFF = 0.5
 DEFAULT_MAX_TOKENS = 700
@@ -139,6 +144,7 @@ class Settings:
     device: str | None
     top: int
     fallback_on_error: bool
+    timeout_given: bool = False  # the timeout came from the call, the environment or the config, not the default
 
     def secrets(self) -> list[str]:
         return [self.api_key] if self.api_key else []
@@ -185,12 +191,36 @@ def resolve_settings(backend: str, options: ExplainOptions) -> Settings:
         device=pick("device", None, None),
         top=int(pick("top", None, DEFAULT_TOP)),
         fallback_on_error=bool(options.fallback_on_error),
+        timeout_given=options.timeout is not None or "timeout" in config,
     )
     if settings.timeout <= 0:
         raise AdvisorError("The explain timeout must be a positive number of seconds.")
     if settings.retries < 0 or settings.max_tokens <= 0 or settings.top <= 0:
         raise AdvisorError("retries must be 0 or more, and max_tokens and top must be positive.")
     return settings
+
+
+def is_local_endpoint(base_url: str) -> bool:
+    """True for an endpoint on this machine or the local network (Ollama, llama.cpp, vLLM on a box nearby)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        host = (urlsplit(base_url).hostname or "").lower()
+    except ValueError:
+        return False
+    if host in LOCAL_HOSTS or host.endswith((".local", ".localhost", ".lan")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local
+
+
+def sized_timeout(prompt_chars: int, max_tokens: int) -> float:
+    """Seconds a slow local model may need to read `prompt_chars` of prompt and write `max_tokens`."""
+    return max(DEFAULT_TIMEOUT, round(prompt_chars / PROMPT_CHARS_PER_SECOND + max_tokens / ANSWER_TOKENS_PER_SECOND))
 
 
 # Tokens that look like API keys (OpenAI sk-..., bearer tokens echoed by servers): masked even when
