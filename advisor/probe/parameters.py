@@ -8,7 +8,8 @@ probe.step() is called before optimizer.step(), so the update of a sampled step 
 the next call: the sampled step keeps a copy of the weights (large tensors: a strided sample of at
 most SNAPSHOT_ELEMENTS values, enough for a norm ratio) and the next call compares and drops it.
 Under DistributedDataParallel every rank holds the same averaged gradients and the same weights, so
-these readings need no reduction.
+these readings need no reduction (rank 0 reads them). Under FSDP2 each rank holds shards: every rank
+reads its shards and the sums are added up over the ranks (advisor.probe.sharding).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 
 from advisor import reading_names as rn
 from advisor.probe.modules import layer_name, unwrap
+from advisor.probe.sharding import Sharding, local
 
 SNAPSHOT_ELEMENTS = 1 << 18
 
@@ -82,6 +84,17 @@ class ParameterReader:
         self._snapshot: _Snapshot | None = None
         self._spare: list[Tensor] = []
         self._layout: _Layout | None = None
+        self._sharding: Sharding | None = None
+        self._unsupported: Exception | None = None  # a sharding the readings cannot add up
+
+    @property
+    def sharded(self) -> bool:
+        """Parameters are FSDP2 shards: every rank must read them (the readings add up over ranks)."""
+        try:
+            self.layout()
+        except NotImplementedError:
+            return False
+        return self._sharding is not None
 
     def refresh(self) -> None:
         """Forget the parameter layout (call once per sampled step: parameters may be (un)frozen)."""
@@ -101,6 +114,12 @@ class ParameterReader:
                 params.append(p)
                 layer_of.append(position[layer])
             self._layout = _Layout(params, names, layer_of)
+            try:
+                self._sharding, self._unsupported = Sharding.of(params), None
+            except NotImplementedError as exc:
+                self._sharding, self._unsupported = None, exc
+        if self._unsupported is not None:  # raised inside the readings, which then disable themselves
+            raise self._unsupported
         return self._layout
 
     def gradient_readings(self) -> tuple[dict, Tensor | None]:
@@ -109,7 +128,8 @@ class ParameterReader:
         with_grad = [i for i, p in enumerate(layout.params) if p.grad is not None]
         if not with_grad:
             return {}, None
-        grads = [_dense(layout.params[i].grad) for i in with_grad]
+        elements = float(sum(layout.params[i].grad.numel() for i in with_grad))  # global sizes under FSDP2
+        grads = [_dense(local(layout.params[i].grad)) for i in with_grad]
         norms = _stack(list(torch._foreach_norm(grads, 2, dtype=torch.float32)))
         # Non-zero counts for the zero share (NaN counts as non-zero): one fused L0 "norm" on a GPU;
         # on the CPU count_nonzero per tensor is about twice as fast.
@@ -118,19 +138,21 @@ class ParameterReader:
         else:
             nonzero = _stack(list(torch._foreach_norm(grads, 0)))
         device = norms.device
+        # A tensor without NaN/Inf has a finite norm, so elements are only counted in the rare tensors
+        # whose norm is not finite (one host check; sampled steps synchronise once anyway).
+        bad = torch.nonzero(~torch.isfinite(norms)).flatten().tolist()
+        nonfinite_per = torch.zeros_like(norms)
+        for i in bad:
+            nonfinite_per[i] = (~torch.isfinite(grads[i])).sum()
+        if self._sharding is not None:
+            summed = self._sharding.sum_over_ranks(torch.stack([norms.square(), nonzero.to(device), nonfinite_per]), with_grad)
+            norms, nonzero, nonfinite_per = summed[0].sqrt(), summed[1], summed[2]
+        nonfinite = nonfinite_per.sum()
         # Only layers that received a gradient take part in the layer profile.
         used = sorted({layout.layer_of[i] for i in with_grad})
         remap = {layer: j for j, layer in enumerate(used)}
         grad_layer = torch.tensor([remap[layout.layer_of[i]] for i in with_grad], dtype=torch.long)
         layer_norms = _layer_norms(norms, grad_layer, len(used))
-        # A tensor without NaN/Inf has a finite norm, so elements are only counted in the rare tensors
-        # whose norm is not finite (one host check; sampled steps synchronise once anyway).
-        bad = ~torch.isfinite(norms)
-        if bool(bad.any()):
-            nonfinite = _stack([(~torch.isfinite(grads[i])).sum() for i in torch.nonzero(bad).flatten().tolist()]).sum()
-        else:
-            nonfinite = 0.0
-        elements = float(sum(g.numel() for g in grads))
         summary = torch.stack(
             [
                 norms.square().sum().sqrt(),
@@ -152,7 +174,9 @@ class ParameterReader:
         layout = self.layout()
         if not layout.params:
             return {}
-        norms = _stack(list(torch._foreach_norm([p.detach() for p in layout.params], 2, dtype=torch.float32)))
+        norms = _stack(list(torch._foreach_norm([local(p.detach()) for p in layout.params], 2, dtype=torch.float32)))
+        if self._sharding is not None:
+            norms = self._sharding.sum_over_ranks(norms.square()).sqrt()
         layer_norms = _layer_norms(norms, layout.index(), len(layout.layer_names))
         names = _per_layer(rn.WEIGHT, layout.layer_names, rn.NORM)
         if self._first_norms is None or self._first_norms[0] != names:
@@ -176,7 +200,7 @@ class ParameterReader:
     def take_snapshot(self, step: int, grad_norms: Tensor | None) -> None:
         layout = self.layout()
         with torch.no_grad():
-            views = [self._sampled_view(p) for p in layout.params]
+            views = [self._sampled_view(local(p)) for p in layout.params]
             # Buffers the last update reading just released (every=1): refill them in one fused copy.
             spare, self._spare = self._spare, []
             if len(spare) == len(views) and all(a.shape == b.shape and a.dtype == b.dtype for a, b in zip(spare, views)):
@@ -204,7 +228,7 @@ class ParameterReader:
             return None
         layout = snap.layout
         with torch.no_grad():
-            now = [self._sampled_view(p) for p in layout.params]
+            now = [self._sampled_view(local(p)) for p in layout.params]
             keep = [i for i, (a, b) in enumerate(zip(now, snap.samples)) if a.shape == b.shape and a.dtype == b.dtype]
             everything = len(keep) == len(now)
             old = snap.samples if everything else [snap.samples[i] for i in keep]
@@ -212,6 +236,9 @@ class ParameterReader:
             # The snapshot becomes the (negated) update in place: no model-sized temporary.
             torch._foreach_sub_(old, now if everything else [now[i] for i in keep])
             diff_norms = _stack(list(torch._foreach_norm(old, 2, dtype=torch.float32)))
+            if self._sharding is not None:  # shard shapes do not change between steps: every rank keeps the same
+                summed = self._sharding.sum_over_ranks(torch.stack([weight_norms.square(), diff_norms.square()]), keep)
+                weight_norms, diff_norms = summed[0].sqrt(), summed[1].sqrt()
         self._spare = snap.samples if keep_buffers else []
         present = sorted({layout.layer_of[i] for i in keep})
         remap = {layer: j for j, layer in enumerate(present)}

@@ -371,7 +371,8 @@ class Probe:
                 self._event(k, "note", "activations", "activation hooks saw no training forward pass since the "
                             "last step (a model compiled before the probe was attached, or a forward without grad)")
         self._finalize(k, now, sources)
-        if model_readings and self.rank == 0:
+        # FSDP2 shards: every rank reads its part and the sums meet in a collective (rank 0 writes).
+        if model_readings and (self.rank == 0 or (self._params is not None and self._params.sharded)):
             self._model_readings(k, now)
 
     def _model_readings(self, k: int, now: float) -> None:
