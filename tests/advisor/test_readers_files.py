@@ -1,4 +1,4 @@
-"""Reading logs of every supported format, messy ones included, into Runs."""
+"""Reading log files of every supported format (CSV, JSON Lines, TensorBoard, trainer_state, probe store), messy ones included, into Runs."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from conftest import shared_path
 
 from advisor import runstore
 from advisor.detectors import detect
-from advisor.logs import read_log
+from advisor.readers import read_log
 from advisor.models import AdvisorError
 
 
@@ -333,7 +333,7 @@ def test_an_empty_probe_store_is_an_error(tmp_path):
 
 def test_a_one_row_log_is_read_with_a_note_and_stays_quiet(tmp_path):
     run = read_log(write(tmp_path / "one.csv", "epoch,loss,val_loss\n0,1.0,1.2\n"))
-    assert any("one row" in n for n in run.skipped)
+    assert any("too little" in n for n in run.skipped)
     assert detect(run) == []
 
 
