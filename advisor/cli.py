@@ -57,16 +57,17 @@ def cli(ctx: click.Context, db: str | None) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the log's rows as JSON Lines with an `annotations` field.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Draw the flagged metrics with their windows shaded (PNG).")
 @click.option("--roles", type=click.Path(exists=True, dir_okay=False), help="TOML file overriding inferred column roles.")
+@click.option("--run", "run_name", metavar="NAME", help="Which run to read when the source holds several (a directory, a W&B export, an MLflow store).")
 @click.pass_context
 @handle_errors
-def annotate(ctx, log: str, as_json: bool, as_markdown: bool, output: str | None, plot: str | None, roles: str | None) -> None:
+def annotate(ctx, log: str, as_json: bool, as_markdown: bool, output: str | None, plot: str | None, roles: str | None, run_name: str | None) -> None:
     """Mark a training log with the symptoms found and the KB entries that address them."""
     from advisor.annotate import annotate_run, plot as draw, render_markdown, render_text, write_annotated
-    from advisor.logs import read_log
+    from advisor.readers import read_log
 
     if as_json and as_markdown:
         raise AdvisorError("choose one of --json and --markdown")
-    run = read_log(log, roles_file=roles)
+    run = read_log(log, roles_file=roles, run=run_name)
     result = annotate_run(run, kb=_open_kb(ctx.obj["db"]))
     if output:
         rows = write_annotated(run, result, output)
@@ -86,14 +87,15 @@ def annotate(ctx, log: str, as_json: bool, as_markdown: bool, output: str | None
 @click.option("--describe", help="What you see, in your own words; alone, it works as a symptom search.")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(1, 50))
 @click.option("--roles", type=click.Path(exists=True, dir_okay=False), help="TOML file overriding inferred column roles.")
+@click.option("--run", "run_name", metavar="NAME", help="Which run to read when the source holds several (a directory, a W&B export, an MLflow store).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handle_errors
-def diagnose(ctx, target: str | None, describe: str | None, top: int, roles: str | None, as_json: bool) -> None:
+def diagnose(ctx, target: str | None, describe: str | None, top: int, roles: str | None, run_name: str | None, as_json: bool) -> None:
     """Rank fixes for a run or log (a probe run directory, CSV, JSONL, TensorBoard, trainer_state.json)."""
     from advisor.diagnose import diagnose as run_diagnosis
 
-    result = run_diagnosis(target, describe=describe, kb=_open_kb(ctx.obj["db"]), roles_file=roles, top=top, notes=_notes_store())
+    result = run_diagnosis(target, describe=describe, kb=_open_kb(ctx.obj["db"]), roles_file=roles, top=top, notes=_notes_store(), run=run_name)
     if as_json:
         data = {
             "path": result.path,
@@ -147,15 +149,16 @@ def diagnose(ctx, target: str | None, describe: str | None, top: int, roles: str
 @click.option("--model-path", type=click.Path(), help="Local model directory for --llm transformers.")
 @click.option("--timeout", type=float, help="Seconds to wait for the endpoint.")
 @click.option("--max-tokens", type=int, help="Longest answer to ask the model for.")
+@click.option("--run", "run_name", metavar="NAME", help="Which run to read when the source holds several (a directory, a W&B export, an MLflow store).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handle_errors
-def explain(ctx, target, describe, backend, base_url, model, model_path, timeout, max_tokens, as_json) -> None:
+def explain(ctx, target, describe, backend, base_url, model, model_path, timeout, max_tokens, run_name, as_json) -> None:
     """Explain a diagnosis in prose, citing KB entries; never advice that is not in the KB."""
     from advisor.diagnose import diagnose as run_diagnosis
     from advisor.explain import explain as run_explain
 
-    diagnosis = run_diagnosis(target, describe=describe, kb=_open_kb(ctx.obj["db"]))
+    diagnosis = run_diagnosis(target, describe=describe, kb=_open_kb(ctx.obj["db"]), run=run_name)
     options = {
         k: v
         for k, v in {"base_url": base_url, "model": model, "model_path": model_path, "timeout": timeout, "max_tokens": max_tokens}.items()

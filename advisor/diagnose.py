@@ -36,11 +36,12 @@ def diagnose(
     roles_file: str | Path | None = None,
     top: int = 10,
     notes=None,
+    run: str | None = None,
 ) -> Diagnosis:
-    """Read a log or probe run (or nothing, with `describe`) and rank fixes for it."""
-    run = None
+    """Read a log or probe run (or nothing, with `describe`) and rank fixes for it; `run` picks one run of a multi-run source."""
+    read = None
     if target is not None:
-        from advisor.logs import read_log
+        from advisor.readers import read_log
 
-        run = read_log(target, roles_file=roles_file)
-    return diagnose_run(run, describe=describe, kb=kb, history=history, dismissed=dismissed, top=top, notes=notes)
+        read = read_log(target, roles_file=roles_file, run=run)
+    return diagnose_run(read, describe=describe, kb=kb, history=history, dismissed=dismissed, top=top, notes=notes)
