@@ -141,6 +141,6 @@ class AdvisorApp(App):
             yield SystemCommand("Clear the mark", "Forget the selected suggestion's mark", main.action_clear_mark)
 
 
-def run_app(target: str | None = None, db: str | None = None, notes: str | None = None) -> None:
+def run_app(target: str | None = None, db: str | None = None, notes: str | None = None, run: str | None = None) -> None:
     """Open the TUI on a run or log (None: the bundled demo run); `db`: the KB file."""
-    AdvisorApp(target=target, kb_path=db, notes_path=notes).run()
+    AdvisorApp(target=target, kb_path=db, notes_path=notes, pipeline=Pipeline(run=run)).run()

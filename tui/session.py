@@ -31,11 +31,21 @@ _KEEP: Any = object()  # rerank(): keep the current description
 
 
 class Pipeline:
-    """The advisor functions the TUI calls; each imports its module on first use."""
+    """The advisor functions the TUI calls; each imports its module on first use.
+
+    `run`: the run to read from the first target when it holds several (`advisor tui --run NAME`).
+    """
+
+    def __init__(self, run: str | None = None):
+        self.run_name = run
+        self._run_target: str | None = None
 
     def read_log(self, target: str) -> "Run":
-        from advisor.logs import read_log
+        from advisor.readers import read_log
 
+        if self.run_name and self._run_target in (None, target):
+            self._run_target = target
+            return read_log(target, run=self.run_name)
         return read_log(target)
 
     def detect(self, run: "Run") -> list["Signal"]:
