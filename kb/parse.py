@@ -31,10 +31,15 @@ STATUS_WORDS = ("PARTIALLY FIXED", "NEEDS MORE DATA", "EXPECTED WITH LIMITED DAT
 LABEL_FIELDS: dict[str, str] = {
     "symptoms": "symptoms",
     "symptom": "symptoms",
+    "error": "symptoms",
+    "errors": "symptoms",
+    "error message": "symptoms",
+    "signals": "signal_kinds",
     "common causes": "causes",
     "causes": "causes",
     "cause": "causes",
     "why it fails": "causes",
+    "why": "causes",
     "problem": "causes",
     "root cause": "root_cause",
     "suggested next steps": "steps",
@@ -47,6 +52,8 @@ LABEL_FIELDS: dict[str, str] = {
     "our fix options": "steps",
     "solution": "steps",
     "solutions": "steps",
+    "correct": "steps",
+    "workaround": "steps",
     "recommendation": "steps",
     "fallback": "steps",
     "implementation": "steps",
@@ -258,6 +265,9 @@ def _field_of(label: str) -> str | None:
     key = re.sub(r"\s*\(.*?\)", "", label).strip().lower().rstrip(":")
     if key in LABEL_FIELDS:
         return LABEL_FIELDS[key]
+    parts = [p.strip() for p in re.split(r"/|\bor\b", key) if p.strip()]
+    if len(parts) > 1:  # "Error/Symptoms"
+        return next((LABEL_FIELDS[p] for p in parts if p in LABEL_FIELDS), None)
     if key.startswith("option"):
         return "steps"
     return None
@@ -331,7 +341,7 @@ def _own_end(h: Heading, headings: list[Heading]) -> int:
     return next((g.line for g in headings if h.line < g.line < h.end), h.end)
 
 
-def detect_style(headings: list[Heading]) -> str:
+def detect_style(headings: list[Heading], blocks: list[Block] | None = None) -> str:
     texts = [(h.level, strip_symbols(h.text)) for h in headings]
     if any(re.match(r"^(Problem \d+|Fix \d+\.\d+)\s*:", t) for _, t in texts):
         return "run"
@@ -343,7 +353,10 @@ def detect_style(headings: list[Heading]) -> str:
         if len(numbered) >= 3:
             return "catalog"
     by_level = {lvl for lvl, _ in texts}
-    if 2 in by_level and 3 in by_level:
+    # the guide parser exists for the router table (symptom phrases linking to sections); any other
+    # document with sections and sub-sections is cut by the generic parser, which follows its outline
+    router = blocks is None or any(b.kind == "table" and any(href.startswith("#") for _, href in b.links) for b in blocks)
+    if 2 in by_level and 3 in by_level and router:
         return "guide"
     return "generic"
 
@@ -381,6 +394,7 @@ def _entry(
         rationale=" ".join(f.get("rationale")),
         expected_outcome="; ".join(f.get("expected")),
         status=status or " ".join(f.get("status")),
+        signal_kinds=sorted({k.strip(" `") for v in f.get("signal_kinds") for k in re.split(r"[,;\s]+", v) if k.strip(" `")}),
         references=[f"{text} ({href})" for text, href in f.links],
         body=body,
         provenance=_provenance(file, h, lines),
@@ -423,7 +437,7 @@ def parse_text(text: str, *, source: str, file: str) -> ParsedDocument:
     headings, blocks = _blocks(tokens)
     if not headings:
         raise KBError(f"{file}: no markdown headings found, so no entries to extract")
-    style = detect_style(headings)
+    style = detect_style(headings, blocks)
     title = next((strip_symbols(h.text) for h in headings if h.level == 1), Path(file).stem)
     parser = {"catalog": _parse_catalog, "guide": _parse_guide, "run": _parse_run, "audit": _parse_audit}.get(style, _parse_generic)
     doc = parser(source=source, file=file, headings=headings, blocks=blocks, lines=lines)
@@ -433,7 +447,7 @@ def parse_text(text: str, *, source: str, file: str) -> ParsedDocument:
     return doc
 
 
-def _doc(source: str, file: str, style: str, entries: list[Entry]) -> ParsedDocument:
+def _doc(source: str, file: str, style: str, entries: list[Entry], skipped: list[str] | None = None) -> ParsedDocument:
     seen: set[str] = set()
     for e in entries:  # ids must be unique within a document; duplicates get a suffix
         base, n = e.id, 2
@@ -441,7 +455,7 @@ def _doc(source: str, file: str, style: str, entries: list[Entry]) -> ParsedDocu
             e.id = f"{base}-{n}"
             n += 1
         seen.add(e.id)
-    return ParsedDocument(source=source, file=file, style=style, title="", entries=entries)
+    return ParsedDocument(source=source, file=file, style=style, title="", entries=entries, skipped=skipped or [])
 
 
 def _parse_catalog(*, source, file, headings, blocks, lines) -> ParsedDocument:
@@ -614,27 +628,156 @@ def _link_problems_to_fixes(problems: list[Entry], fixes: list[Entry]) -> None:
         fix.links.append(p.id)
 
 
+# ---- generic documents ------------------------------------------------------------------------
+# A section longer than one embedding window is split at its sub-headings: the encoder reads 256 word
+# pieces (about 200 words), so a longer entry is searched by its first screen only.
+MAX_ENTRY_WORDS = 200
+
+# Sections a reader skips: not troubleshooting knowledge, whatever the document.
+_BOILERPLATE = re.compile(
+    r"^(?:table of contents|contents|toc|licen[cs]es?|licensing|copyright|contributing|contributions?|how to contribute|"
+    r"contributors?|contributor licen[cs]e agreements?(?: \(cla\))?|cla|code of conduct|code reviews?|community guidelines|"
+    r"citations?|citing|cite|how to cite|cite this work|acknowledge?ments?|thanks|credits|authors?)$",
+    re.I,
+)
+
+# Prose cues (general English troubleshooting phrasing, not any one document's words)
+_SYMPTOM_LEAD = re.compile(r"\b(symptoms?|signs?|you (?:may |might |will )?(?:see|notice|observe|get)|look(?:s)? for|indicat\w*|typical errors?)\b", re.I)
+_FIX_LEAD = re.compile(r"\b(fix(?:es)?|solutions?|solve|mitigat\w*|resolv\w*|workarounds?|remed\w*|what to do|tips|try|things to try)\b", re.I)
+_CAUSE_LEAD = re.compile(r"\b(causes?|reasons?|why (?:it|this) happens)\b", re.I)
+_IF_YOU_SEE = re.compile(
+    r"^(?:if|when(?:ever)?)\s+(?:you\s+)?(?:see|notice|observe|get|encounter|hit|run into|are seeing|keep getting)\s+(.+?)"
+    r"(?:,\s*(?:then\s+)?|\s+then\s+)(.+)$",
+    re.I | re.S,
+)
+_INLINE_LABEL = re.compile(r"^(symptoms?|signs?|causes?|fix(?:es)?|solutions?|workarounds?|try)\s*[:\u2013\u2014-]\s+(.+)$", re.I | re.S)
+
+
+def is_boilerplate(title: str) -> bool:
+    """A heading a reader skips (licence, contributing, citation, table of contents...), alone or joined with "and"/","."""
+    text = re.sub(r"[^\w\s(),&/-]", "", strip_symbols(title)).strip().lower()
+    parts = [p.strip() for p in re.split(r",|&|/|\band\b", text) if p.strip()]
+    return bool(parts) and all(_BOILERPLATE.match(p) for p in parts)
+
+
+def _prose_fields(blocks: list[Block]) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Symptoms, causes, steps and other text of a section written as prose and plain lists.
+
+    "If you see X, do Y" gives a symptom and a step; a lead-in naming symptoms, causes or fixes
+    ("Common causes:", "Things to try:") files the list after it; other list items are advice
+    (steps) and paragraphs are kept as text, so every sentence of the section is searchable.
+    """
+    symptoms: list[str] = []
+    causes: list[str] = []
+    steps: list[str] = []
+    text: list[str] = []
+    pending: list[str] | None = None  # where the list after a lead-in paragraph goes
+
+    def lead_target(lead: str) -> list[str] | None:
+        if _SYMPTOM_LEAD.search(lead):
+            return symptoms
+        if _CAUSE_LEAD.search(lead):
+            return causes
+        if _FIX_LEAD.search(lead):
+            return steps
+        return None
+
+    def sentence(item: str, default: list[str]) -> None:
+        item = inline_text(item)
+        if not item:
+            return
+        m = _IF_YOU_SEE.match(item)
+        if m:
+            symptoms.append(m.group(1).strip(" .;:"))
+            steps.append(m.group(2).strip())
+            return
+        m = _INLINE_LABEL.match(item)
+        if m:
+            target = lead_target(m.group(1)) or default
+            target.append(m.group(2).strip())
+            return
+        if ":" in item:  # a list item with nested items: "Common causes: a; b; c"
+            lead, rest = item.split(":", 1)
+            target = lead_target(lead) if len(lead.split()) <= 8 else None
+            if target is not None and rest.strip():
+                target.extend(x.strip() for x in rest.split("; ") if x.strip())
+                return
+        default.append(item)
+
+    for b in blocks:
+        if b.kind == "list":
+            for item in b.items:
+                sentence(item, pending if pending is not None else steps)
+            pending = None
+        elif b.kind in ("para", "quote", "label"):
+            raw = f"{b.label}: {b.text}" if b.kind == "label" else b.text
+            plain = inline_text(re.sub(r"<[^>]+>", " ", raw))
+            if not plain:
+                continue
+            pending = lead_target(plain) if plain.rstrip().endswith(":") and len(plain.split()) <= 12 else None
+            if pending is None:
+                sentence(plain, text)
+        elif b.kind == "table":
+            text.extend(" | ".join(inline_text(c) for c in row) for row in b.rows[1:])
+    return symptoms, causes, steps, text
+
+
+def _words_in(lines: list[str], start: int, end: int) -> int:
+    return sum(len(ln.split()) for ln in lines[start:end])
+
+
 def _parse_generic(*, source, file, headings, blocks, lines) -> ParsedDocument:
-    # the heading level whose sections hold most of the text becomes the entry level
-    candidates = [h for h in headings if h.level > 1] or headings
-    weight: dict[int, int] = {}
-    for h in candidates:
-        weight[h.level] = weight.get(h.level, 0) + len(_section_blocks(blocks, h.line + 1, _own_end(h, headings)))
-    level = max(weight, key=lambda lvl: (weight[lvl], -lvl)) if weight else candidates[0].level
-    entries = []
-    for h in candidates:
-        if h.level != level:
-            continue
+    """Sections become entries; a section longer than one embedding window is cut at its sub-headings
+    (each part keeps its parent headings as context), boilerplate sections are skipped, and sub-headings
+    that name a field ("Symptoms", "Fix") stay inside their section."""
+    blocks = sorted(
+        blocks + [Block("label", h.line, h.line + 1, label=h.text) for h in headings if h.level > 1 and _field_of(strip_symbols(h.text))],
+        key=lambda b: b.start,
+    )
+    units = [h for h in headings if not (h.level > 1 and _field_of(strip_symbols(h.text)))]
+    top = min((h.level for h in units if h.level > 1), default=1)
+    entries: list[Entry] = []
+    skipped: list[str] = []
+
+    def children(h: Heading) -> list[Heading]:
+        inner = [g for g in units if h.line < g.line < h.end and g.level > h.level]
+        if not inner:
+            return []
+        level = min(g.level for g in inner)
+        return [g for g in inner if g.level == level]
+
+    def emit(h: Heading, end: int, chain: list[str]) -> None:
+        part = Heading(level=h.level, raw=h.raw, line=h.line, end=end)
         title = _clean_title(h.raw) or strip_symbols(h.text) or "Untitled"
         status, _ = _split_status(strip_symbols(h.text))
-        parent = _parent(h, headings, level - 1) if level > 1 else None
-        e, f = _entry(source=source, entry_id=f"{source}/{len(entries) + 1:03d}-{slugify(title)}", kind="problem",
-                      title=title, section=strip_symbols(parent.text) if parent else "", h=h, headings=headings,
-                      blocks=blocks, lines=lines, file=file, status=status)
-        if not (e.symptoms or e.steps or e.causes or e.body.strip()):
-            continue
+        e, f = _entry(source=source, entry_id=f"{source}/{slugify(title)}", kind="problem", title=title,
+                      section=" > ".join(chain), h=part, headings=headings, blocks=blocks, lines=lines, file=file, status=status)
+        if not f.values:  # no labelled fields: read the prose
+            own = _section_blocks(blocks, part.line + 1, part.end)
+            symptoms, causes, steps, text = _prose_fields(own)
+            e.symptoms, e.causes, e.steps = symptoms, causes, steps
+            e.rationale = " ".join(text)
+        if not (e.symptoms or e.steps or e.causes or e.rationale or e.diagnosis_code):
+            return
         entries.append(e)
-    return _doc(source, file, "generic", entries)
+
+    def visit(h: Heading, chain: list[str]) -> None:
+        name = strip_symbols(h.text)
+        if is_boilerplate(name):
+            skipped.append(name)
+            return
+        kids = children(h)
+        if not kids or _words_in(lines, h.line + 1, h.end) <= MAX_ENTRY_WORDS:
+            emit(h, h.end, chain)
+            return
+        emit(h, kids[0].line, chain)  # the section's own text before its first sub-heading
+        for k in kids:
+            visit(k, chain + [name])
+
+    roots = [h for h in units if h.level == top] if top > 1 else [h for h in units if h.level == 1]
+    for h in roots:
+        visit(h, [])
+    return _doc(source, file, "generic", entries, skipped)
 
 
 def read_document(path: str | Path) -> str:

@@ -147,7 +147,7 @@ def test_generic_user_document():
     assert [e.title for e in doc.entries] == ["Codebook dies", "Loss spikes"]
     assert doc.entries[0].symptoms == ["usage below 5%"]
     assert doc.entries[0].steps == ["reset dead codes", "lower commitment weight"]
-    assert doc.entries[0].id == "mine/001-codebook-dies"
+    assert doc.entries[0].id == "mine/codebook-dies"
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,7 @@ def test_import_user_document_and_rebuild_keeps_it(kb_copy, tmp_path):
     assert report.sources == {"codebook-notes.md": 1} and report.embedded == 1
     assert store.stats()["codebook-notes.md"] == 1
     hit = store.search("only a few percent of the codebook entries are used", k=3)
-    assert "codebook-notes.md/001-codebook-usage-collapses" in [h.entry.id for h in hit]
+    assert "codebook-notes.md/codebook-usage-collapses" in [h.entry.id for h in hit]
     rebuilt = store.build(rebuild=True, encoder=NumpyMiniLM())
     assert rebuilt.embedded == 0 and rebuilt.reused == 138
     assert store.stats()["codebook-notes.md"] == 1
