@@ -1,15 +1,19 @@
 """What the user marked on a run: tried / helped / did not help / dismissed, with a free-text note.
 
 One SQLite file (WAL), by default in the user data dir next to the KB (`train-advisor/notes.db`;
-env TRAIN_ADVISOR_NOTES overrides). Notes are keyed by run (`run_key`: the absolute resolved path of
-the log or run directory) and KB entry id, so they survive restarts and can be exported.
+env TRAIN_ADVISOR_NOTES overrides). Notes are keyed by run and KB entry id, so they survive restarts
+and can be exported. The run's key is its stable identity (`advisor.analysis.notes_key`: the probe's
+run id, a log's content hash), so moving a run directory keeps its notes; `run_key` (the resolved
+path) is the key of runs without one.
 
 Marks feed back into the ranking:
 - `dismissed(run)`: entries the user dismissed on this run drop out of its ranking;
 - `history(signal_kinds)`: entries marked `helped` on runs that showed any of the same signal kinds
   get a boost on later runs; `did not help` gets a small penalty (the matcher takes it as `history=`).
 
-The store also keeps a short list of the runs and logs the user opened (the TUI's Runs screen).
+The store also keeps a short list of the runs and logs the user opened (the TUI's Runs screen), with
+the path to reopen each one kept apart from its notes key. `resolve_target` turns what a person
+types (a path, `demo`, the name of a run they opened) into a path, for every command.
 """
 
 from __future__ import annotations
@@ -61,9 +65,11 @@ CREATE TABLE IF NOT EXISTS recent (
     run TEXT PRIMARY KEY,
     label TEXT NOT NULL DEFAULT '',
     format TEXT NOT NULL DEFAULT '',
-    opened TEXT NOT NULL
+    opened TEXT NOT NULL,
+    path TEXT NOT NULL DEFAULT ''
 );
 """
+DEMO_NAME = "demo"  # what `advisor <command> demo` opens: the bundled demo run
 
 
 class Note(BaseModel):
@@ -80,10 +86,11 @@ class Note(BaseModel):
 class RecentRun(BaseModel):
     """A run or log the user opened (the TUI's Runs screen)."""
 
-    run: str
+    run: str  # its notes key
     label: str = ""
     format: str = ""
     opened: datetime
+    path: str = ""  # where it was last opened from (reopen it from here)
 
 
 def default_notes_path() -> Path:
@@ -107,6 +114,52 @@ def run_key(target: str | Path | None) -> str:
     if p.suffix == ".db" and p.name == "run.db":
         p = p.parent
     return str(p)
+
+
+def resolve_target(target: str | Path | None, notes: "NotesStore | None" = None) -> str | None:
+    """What a person typed -> the path to read: an existing path (relative or ~) as given; `demo` for
+    the bundled demo run; else the label, key or path of a run they opened before (most recent first).
+    Anything else is returned as typed, so the reader says it does not exist."""
+    if target is None or str(target) == "":
+        return None
+    text = str(target)
+    path = Path(text).expanduser()
+    if path.exists():
+        return str(path)
+    if text == DEMO_NAME:
+        from advisor import demo_run_path
+
+        return demo_run_path()
+    try:
+        store = notes if notes is not None else NotesStore()
+        recent = store.recent(limit=RECENT_KEEP) if store.path.exists() else []
+    except AdvisorError:
+        recent = []
+    for r in recent:
+        if text in (r.label, r.run, r.path) and r.path and Path(r.path).exists():
+            return r.path
+    return text
+
+
+def notes_key_of(target: str | Path, notes: "NotesStore | None" = None) -> str:
+    """The notes key of what a person typed (`advisor notes TARGET`): the run's stable identity when it
+    can be read (marks kept under its path before are moved there), else its path key, else the text
+    itself (a key as `advisor notes --json` printed it)."""
+    path = resolve_target(target, notes)
+    if path is None:
+        return ""
+    if not Path(path).exists():
+        return str(target)
+    try:
+        from advisor.analysis import notes_key
+        from advisor.logs import read_log
+
+        key = notes_key(read_log(path))
+    except Exception:  # unreadable: its marks can only be under its path
+        return run_key(path)
+    if notes is not None:
+        notes.adopt(run_key(path), key)
+    return key
 
 
 def normalize_status(status: str) -> str:
@@ -143,6 +196,9 @@ class NotesStore:
                 try:
                     con.execute("PRAGMA journal_mode=WAL")
                     con.executescript(SCHEMA)
+                    columns = {r[1] for r in con.execute("PRAGMA table_info(recent)")}
+                    if "path" not in columns:  # a notes file from before paths were kept apart from keys
+                        con.execute("ALTER TABLE recent ADD COLUMN path TEXT NOT NULL DEFAULT ''")
                 except sqlite3.DatabaseError as exc:
                     raise AdvisorError(f"{self.path}: is not a notes database ({exc})") from exc
                 self._ready = True
@@ -151,8 +207,12 @@ class NotesStore:
             con.close()
 
     # ---- marks --------------------------------------------------------------------------------
-    def set(self, run_key: str, entry_id: str, status: str, note: str = "", signal_kinds: Iterable[str] = ()) -> Note:
-        """Mark an entry on a run (replaces the earlier mark and note for that pair)."""
+    def set(self, run_key: str, entry_id: str, status: str, note: str = "", signal_kinds: Iterable[str] = (), kb=None) -> Note:
+        """Mark an entry on a run (replaces the earlier mark and note for that pair).
+
+        `kb` (a kb.KnowledgeBase or its path): a "helped" mark with a note also becomes knowledge, an
+        entry of the KB's `notes` source linked to the run's signal kinds (see `remember_in_kb`).
+        """
         status = normalize_status(status)
         kinds = sorted({str(k) for k in signal_kinds})
         updated = _now()
@@ -161,7 +221,10 @@ class NotesStore:
                 "INSERT OR REPLACE INTO notes(run, entry_id, status, note, signal_kinds, updated) VALUES (?, ?, ?, ?, ?, ?)",
                 (run_key, entry_id, status, note or "", json.dumps(kinds), updated),
             )
-        return Note(run=run_key, entry_id=entry_id, status=status, note=note or "", signal_kinds=kinds, updated=updated)
+        saved = Note(run=run_key, entry_id=entry_id, status=status, note=note or "", signal_kinds=kinds, updated=updated)
+        if kb is not None:
+            remember_in_kb(kb, saved)
+        return saved
 
     def clear(self, run_key: str, entry_id: str) -> None:
         """Forget the mark on one entry (e.g. un-dismiss it)."""
@@ -234,15 +297,31 @@ class NotesStore:
             out[entry_id] = round(boost + penalty, 4)
         return out
 
+    def adopt(self, old_key: str, new_key: str) -> int:
+        """Move the marks kept under `old_key` (a run's path, from before it had a stable identity)
+        to `new_key`, where `new_key` has no mark on the same entry. Returns how many moved."""
+        if not old_key or not new_key or old_key == new_key:
+            return 0
+        with self._connect() as con, con:
+            cur = con.execute(
+                "UPDATE notes SET run = ? WHERE run = ? AND entry_id NOT IN (SELECT entry_id FROM notes WHERE run = ?)",
+                (new_key, old_key, new_key),
+            )
+            return cur.rowcount
+
     # ---- recent runs --------------------------------------------------------------------------
-    def add_recent(self, run_key: str, label: str = "", format: str = "") -> None:
-        """Remember that a run or log was opened (most recent first in `recent`)."""
+    def add_recent(self, run_key: str, label: str = "", format: str = "", path: str | Path | None = None) -> None:
+        """Remember that a run or log was opened (most recent first in `recent`): `run_key` is its
+        notes key, `path` where it was opened from (default: the key, for runs keyed by path)."""
         if not run_key:
             return
+        where = str(Path(path).expanduser().resolve()) if path else run_key
         with self._connect() as con, con:
+            # the same file opened under another key before (its content changed): one row, the new key
+            con.execute("DELETE FROM recent WHERE path = ? AND run != ?", (where, run_key))
             con.execute(
-                "INSERT OR REPLACE INTO recent(run, label, format, opened) VALUES (?, ?, ?, ?)",
-                (run_key, label or Path(run_key).name, format or "", _now()),
+                "INSERT OR REPLACE INTO recent(run, label, format, opened, path) VALUES (?, ?, ?, ?, ?)",
+                (run_key, label or Path(where).name, format or "", _now(), where),
             )
             con.execute(
                 "DELETE FROM recent WHERE run NOT IN (SELECT run FROM recent ORDER BY opened DESC LIMIT ?)",
@@ -251,12 +330,37 @@ class NotesStore:
 
     def recent(self, limit: int = 20) -> list[RecentRun]:
         with self._connect() as con:
-            rows = con.execute("SELECT run, label, format, opened FROM recent ORDER BY opened DESC LIMIT ?", (limit,)).fetchall()
-        return [RecentRun(run=r, label=lb, format=f, opened=o) for r, lb, f, o in rows]
+            rows = con.execute("SELECT run, label, format, opened, path FROM recent ORDER BY opened DESC LIMIT ?", (limit,)).fetchall()
+        return [RecentRun(run=r, label=lb, format=f, opened=o, path=p or r) for r, lb, f, o, p in rows]
 
     def forget_recent(self, run_key: str) -> None:
         with self._connect() as con, con:
             con.execute("DELETE FROM recent WHERE run = ?", (run_key,))
+
+
+def remember_in_kb(kb, note: Note) -> None:
+    """What helped before becomes knowledge: a "helped" mark with a note is stored in the KB as an entry
+    of the user's own `notes` source (title: the suggestion's title + "(your note)", body: the note,
+    linked to the run's signal kinds), searchable and suggested when those signals come back. Any other
+    mark, or an emptied note, takes that entry back out. The write goes through its own KnowledgeBase
+    object, so a reader sharing `kb` (the TUI's) is not closed under its feet.
+    """
+    from kb import KBError, KnowledgeBase
+
+    writer = KnowledgeBase(kb.path if isinstance(kb, KnowledgeBase) else kb)
+    try:
+        if note.status == "helped" and note.note.strip():
+            try:
+                title = writer.get(note.entry_id).title
+            except KBError:
+                title = note.entry_id.rsplit("/", 1)[-1].replace("-", " ")
+            writer.save_note(run=note.run, entry_id=note.entry_id, title=title, note=note.note, signal_kinds=note.signal_kinds)
+        else:
+            writer.forget_note(run=note.run, entry_id=note.entry_id)
+    except KBError as exc:
+        raise AdvisorError(f"the mark is saved, but the KB could not keep the note: {exc}") from exc
+    finally:
+        writer.close()
 
 
 def _note(row: tuple) -> Note:

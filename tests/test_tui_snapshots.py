@@ -111,6 +111,12 @@ class FakeKB:
     def source_text(self, source):
         return SOURCE_TEXT
 
+    def stats(self):
+        out: dict[str, int] = {}
+        for e in ENTRIES:
+            out[e.source] = out.get(e.source, 0) + 1
+        return out
+
     def close(self):
         pass
 
@@ -141,8 +147,8 @@ class FixedPipeline(Pipeline):
             out.insert(0, _suggestion("guide/012-validation-loss-increasing-while-training-loss-decreases", 1.3, [], ("describe",)))
         return [s for s in out if s.id not in set(dismissed)][:top]
 
-    def is_live(self, target, run=None):
-        return False
+    def run_state(self, target, run=None):
+        return None
 
 
 class FixedNotes(NotesStore):
@@ -155,7 +161,7 @@ class FixedNotes(NotesStore):
 
 
 class SnapApp(AdvisorApp):
-    def get_kb(self, progress=lambda s: None):
+    def get_kb(self, progress=lambda s: None, cancelled=lambda: False):
         if self._kb is None:
             self._kb = LockedKB(FakeKB())
         return self._kb

@@ -6,6 +6,8 @@ detecting and ranking all happen in worker threads (see tui.screens.diagnosis).
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from pathlib import Path
 from typing import Callable, Iterable
@@ -14,7 +16,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from advisor.notes import NotesStore, run_key
+from advisor.models import AdvisorError
+from advisor.notes import NotesStore, resolve_target
 from tui.screens.diagnosis import DiagnosisScreen
 from tui.session import LockedKB, Pipeline, demo_run_path, open_kb
 
@@ -51,15 +54,43 @@ class AdvisorApp(App):
         self._kb: LockedKB | None = None if kb is None else (kb if isinstance(kb, LockedKB) else LockedKB(kb))
         self._owns_kb = kb is None
         self._kb_lock = threading.Lock()
+        self._kb_thread: threading.Thread | None = None  # opening (or building) the KB
+        self._kb_error: BaseException | None = None
         self._main: DiagnosisScreen | None = None
 
     # ---- shared state -------------------------------------------------------------------------
-    def get_kb(self, progress: Callable[[str], None] = lambda s: None) -> LockedKB:
-        """The KB, opened (and built on the very first run) once; blocking: call from a worker."""
+    def get_kb(self, progress: Callable[[str], None] = lambda s: None, cancelled: Callable[[], bool] = lambda: False) -> LockedKB:
+        """The KB, opened (and built on the very first run) once; blocking: call from a worker.
+
+        The opening runs in a daemon thread of its own and this waits for it while `cancelled()` is
+        false, so quitting during a first-run build does not wait for the build (see `run_app`)."""
         with self._kb_lock:
-            if self._kb is None:
-                self._kb = open_kb(self.kb_path, progress)
-            return self._kb
+            if self._kb is not None:
+                return self._kb
+            if self._kb_thread is None or not self._kb_thread.is_alive():
+                self._kb_error = None
+
+                def opening() -> None:
+                    try:
+                        self._kb = open_kb(self.kb_path, progress)
+                    except BaseException as exc:  # handed to the waiting worker
+                        self._kb_error = exc
+
+                self._kb_thread = threading.Thread(target=opening, name="train-advisor-kb", daemon=True)
+                self._kb_thread.start()
+            thread = self._kb_thread
+        while thread.is_alive():
+            if cancelled():
+                raise AdvisorError("cancelled while opening the knowledge base")
+            thread.join(0.1)
+        if self._kb is None:
+            raise self._kb_error or AdvisorError("the knowledge base could not be opened")
+        return self._kb
+
+    @property
+    def kb_busy(self) -> bool:
+        """The KB is still being opened or built (quitting now leaves the build to finish next time)."""
+        return self._kb_thread is not None and self._kb_thread.is_alive()
 
     @property
     def main(self) -> DiagnosisScreen:
@@ -117,7 +148,8 @@ class AdvisorApp(App):
             if path:
                 self.open_target(path)
 
-        self.push_screen(RunsScreen(recent, current=run_key(self.main.target)), done)
+        session = self.main.session
+        self.push_screen(RunsScreen(recent, current=session.key if session is not None else None), done)
 
     def action_open_demo(self) -> None:
         self.open_target(demo_run_path())
@@ -141,6 +173,24 @@ class AdvisorApp(App):
             yield SystemCommand("Clear the mark", "Forget the selected suggestion's mark", main.action_clear_mark)
 
 
+NOT_A_TERMINAL = "the TUI needs a terminal (stdin and stdout are not one here); use `advisor diagnose RUN` for text or --json"
+
+
 def run_app(target: str | None = None, db: str | None = None, notes: str | None = None, run: str | None = None) -> None:
-    """Open the TUI on a run or log (None: the bundled demo run); `db`: the KB file."""
-    AdvisorApp(target=target, kb_path=db, notes_path=notes, pipeline=Pipeline(run=run)).run()
+    """Open the TUI on a run or log (None: the bundled demo run; `demo` or a recent run's name work
+    too); `db`: the KB file. Raises AdvisorError when stdin or stdout is not a terminal; exits with
+    the app's status when it ended on an error (a crash is never exit 0)."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise AdvisorError(NOT_A_TERMINAL)
+    store = NotesStore(notes)
+    app = AdvisorApp(target=resolve_target(target, store), kb_path=db, notes_path=notes, pipeline=Pipeline(run=run))
+    app.run()
+    code = app.return_code or 0
+    if app.kb_busy:
+        # q during the first-run build: the build thread (and its pools) would hold the exit until it
+        # ends; the KB's completion marker makes the next start finish it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if code:
+        sys.exit(code)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 TOP = 10
 WAITING = "waiting for the probe's first readings…"
-NEW_TTL_S = 60.0  # how long a suggestion or evidence that appeared live stays highlighted
+KB_EMPTY = "the knowledge base has no entries: run `kb build` (and `kb import` your own documents)"
 _KEEP: Any = object()  # rerank(): keep the current description
 
 
@@ -58,18 +58,20 @@ class Pipeline:
 
         return rank(signals, kb, describe=describe, history=history, dismissed=dismissed, top=top, run=run, demoted=demoted)
 
-    def is_live(self, target: str, run: "Run | None" = None) -> bool:
-        """A probe run store that is still being written (its meta has no "finished" key)."""
-        if run is not None and getattr(run, "live", False):
-            return True
+    def run_state(self, target: str, run: "Run | None" = None) -> str | None:
+        """A probe run store's state: "live" (being written), "stopped" (no writes for a while and
+        its process gone), "finished"; None for a log file."""
         from advisor import runstore
 
         try:
-            if not runstore.is_run_store(target):
-                return False
-            return "finished" not in runstore.read_meta(target)
+            if runstore.is_run_store(target):
+                return runstore.run_state(target)
         except Exception:
-            return False
+            return None
+        return "live" if run is not None and getattr(run, "live", False) else None
+
+    def is_live(self, target: str, run: "Run | None" = None) -> bool:
+        return self.run_state(target, run) == "live"
 
     def read_readings(self, target: str, since_step: int | None):
         from advisor import runstore
@@ -112,11 +114,16 @@ class LockedKB:
 
 
 def open_kb(path: str | Path | None, progress: Callable[[str], None] = lambda s: None) -> LockedKB:
+    """The KB, built on the very first run and finished when a build was interrupted."""
     from kb import KnowledgeBase
 
     kb = KnowledgeBase(path)
-    if not kb.exists():
-        progress("building the knowledge base (first run, about 15 s)…")
+    state = kb.check()
+    if state == "missing":
+        progress("building the knowledge base (first run, about 15 s; q quits)…")
+    elif state == "incomplete":
+        progress("the last knowledge-base build was interrupted: finishing it (q quits)…")
+    if state != "complete":
         kb.ensure_built()
     return LockedKB(kb)
 
@@ -137,20 +144,35 @@ class Session:
     signals: list = field(default_factory=list)
     suggestions: list = field(default_factory=list)
     describe: str | None = None
-    live: bool = False
-    finished: bool = False
+    state: str | None = None  # a probe run store's "live" / "stopped" / "finished"; None for a log
     notes_text: list[str] = field(default_factory=list)  # what was skipped, "not enough data"...
-    new_since: dict = field(default_factory=dict)  # suggestion id or (signal kind, metric) -> when it first appeared live
-    new_ttl: float = NEW_TTL_S
+    new_ids: set = field(default_factory=set)  # suggestions that appeared while following, not yet viewed
+    new_evidence: set = field(default_factory=set)  # (signal kind, metric) that appeared, not yet viewed
+    known: set = field(default_factory=set)  # every suggestion shown so far (what reappears is not new)
     last_rank_s: float = 0.0
     last_new: set = field(default_factory=set)  # suggestions that appeared in the last poll
     _last_step: int | None = None
 
     @property
     def key(self) -> str:
+        """The notes key: the run's stable identity once it is read (moving it keeps its notes)."""
+        from advisor.analysis import notes_key
         from advisor.notes import run_key
 
-        return run_key(self.target)
+        return notes_key(self.run) if self.run is not None else run_key(self.target)
+
+    @property
+    def live(self) -> bool:
+        return self.state == "live"
+
+    @property
+    def finished(self) -> bool:
+        return self.state == "finished"
+
+    @property
+    def following(self) -> bool:
+        """Poll for new readings: a run store still live, or stopped (its writer may be on another host)."""
+        return self.state in ("live", "stopped")
 
     # ---- loading ------------------------------------------------------------------------------
     def load(self, progress: Callable[[str], None] = lambda s: None) -> None:
@@ -167,17 +189,35 @@ class Session:
 
             self.run = Run(path=self.target, format="probe", axis="step", live=True)
             self.notes_text = [WAITING]
-        self.live = self.pipeline.is_live(self.target, self.run)
+        self.state = self.pipeline.run_state(self.target, self.run)
         self._last_step = self._max_step()
-        progress("looking for symptoms…")
-        self.signals = self._detect()
-        progress("ranking fixes (loading the embedding model)…")
-        self.rerank()
         if self.notes is not None:
-            try:
-                self.notes.add_recent(self.key, label=Path(self.target).name, format=getattr(self.run, "format", ""))
+            from advisor.notes import run_key
+
+            try:  # marks kept under the run's path before it had a stable identity
+                self.notes.adopt(run_key(self.target), self.key)
             except Exception:
                 pass
+        progress("looking for symptoms…")
+        self.signals = self._detect()
+        self._check_kb()
+        progress("ranking fixes (loading the embedding model)…")
+        self.rerank()
+        self.known = {s.id for s in self.suggestions}
+        if self.notes is not None:
+            try:
+                self.notes.add_recent(self.key, label=Path(self.target).name, format=getattr(self.run, "format", ""), path=self.target)
+            except Exception:
+                pass
+
+    def _check_kb(self) -> None:
+        """An empty KB ranks nothing: say why instead of showing "0 suggestions"."""
+        try:
+            empty = not sum(self.kb.stats().values())
+        except Exception:
+            return
+        if empty and KB_EMPTY not in self.notes_text:
+            self.notes_text.append(KB_EMPTY)
 
     def _detect(self) -> list:
         from advisor.analysis import NOT_ENOUGH_DATA, NO_SYMPTOMS, detect_signals
@@ -221,12 +261,14 @@ class Session:
         Returns True when the suggestions or their evidence may have changed."""
         import numpy as np
 
-        if self.run is None or not self.live:
+        if self.run is None or not self.following:
             return False
+        before_state = self.state
         try:
-            finished = not self.pipeline.is_live(self.target)
+            self.state = self.pipeline.run_state(self.target, None) or self.state
         except Exception:
-            finished = False
+            pass
+        finished = self.state == "finished"
         since = None if self._last_step is None else self._last_step - 1
         fresh = self.pipeline.read_readings(self.target, since)
         appended = 0
@@ -250,41 +292,30 @@ class Session:
             self.run = self.pipeline.read_log(self.target)
             self.notes_text = [n for n in self.notes_text if n != WAITING]
             appended += 1
-        if finished:
-            self.live = False
-            self.finished = True
         if not appended:
-            return finished
+            return self.state != before_state
         self._last_step = self._max_step()
-        before_ids = {s.id for s in self.suggestions}
         before_ev = {evidence_key(e.signal, e.metric) for s in self.suggestions for e in s.evidence}
         before_ev |= {evidence_key(s.kind, s.metric) for s in self.signals}
         self.signals = self._detect()
         self.rerank()
-        now = time.monotonic()
-        for key in ({s.id for s in self.suggestions} - before_ids) | ({evidence_key(s.kind, s.metric) for s in self.signals} - before_ev):
-            self.new_since.setdefault(key, now)
-        self.last_new = {s.id for s in self.suggestions} - before_ids
+        current = {s.id for s in self.suggestions}
+        self.last_new = current - self.known
+        self.known |= current
+        self.new_ids = (self.new_ids | self.last_new) & current
+        self.new_evidence |= {evidence_key(s.kind, s.metric) for s in self.signals} - before_ev
         return True
 
-    def _fresh(self) -> set:
-        now = time.monotonic()
-        self.new_since = {k: t for k, t in self.new_since.items() if now - t <= self.new_ttl}
-        return set(self.new_since)
-
-    @property
-    def new_ids(self) -> set[str]:
-        """Suggestions that appeared while following the run (for the last `new_ttl` seconds)."""
-        current = {s.id for s in self.suggestions}
-        return {k for k in self._fresh() if isinstance(k, str) and k in current}
-
-    @property
-    def new_evidence(self) -> set[tuple[str, str]]:
-        """(signal kind, metric) pairs first seen while following the run."""
-        return {k for k in self._fresh() if isinstance(k, tuple)}
+    def viewed(self, entry_id: str) -> None:
+        """The user looked at a suggestion: it, and the evidence it shows, are no longer new."""
+        self.new_ids.discard(entry_id)
+        sug = self.suggestion(entry_id)
+        if sug is not None:
+            self.new_evidence -= {evidence_key(e.signal, e.metric) for e in sug.evidence}
 
     def clear_new(self) -> None:
-        self.new_since.clear()
+        self.new_ids = set()
+        self.new_evidence = set()
         self.last_new = set()
 
     # ---- marks --------------------------------------------------------------------------------
@@ -300,7 +331,29 @@ class Session:
         if note is None:
             old = self.notes.get_one(self.key, entry_id)
             note = old.note if old else ""
-        return self.notes.set(self.key, entry_id, status, note=note, signal_kinds=kinds)
+        return self.notes.set(self.key, entry_id, status, note=note, signal_kinds=kinds, kb=self.kb.kb.path)
+
+    def dismissed(self) -> list:
+        """The suggestions the user dismissed on this run (from their KB entries), to show and restore."""
+        from advisor.models import Suggestion
+
+        if self.notes is None:
+            return []
+        try:
+            ids = sorted(self.notes.dismissed(self.key))
+        except Exception:
+            return []
+        out = []
+        for entry_id in ids:
+            try:
+                e = self.kb.get(entry_id)
+            except Exception:
+                continue
+            out.append(
+                Suggestion(id=e.id, source=e.source, title=e.title, score=0.0, severity="low", steps=e.steps,
+                           symptoms=e.symptoms, provenance=e.provenance, expected_outcome=e.expected_outcome)
+            )
+        return out
 
     def marks(self) -> dict[str, Any]:
         if self.notes is None:

@@ -1,5 +1,9 @@
 """The main screen: the run's ranked suggestions, the selected one in detail, marks and notes,
-describe-what-you-see, and live updates while a probe run is still being written."""
+describe-what-you-see, and live updates while a probe run is still being written.
+
+Every mark re-ranks through the analysis service (advisor.analysis via Session.rerank), so what the
+list shows is what `advisor diagnose` and `explain` rank. Dismissed entries can be listed (X) and
+restored (x or c on one)."""
 
 from __future__ import annotations
 
@@ -28,7 +32,9 @@ class DiagnosisScreen(Screen):
         Binding("t", "mark('tried')", "Tried", show=False),
         Binding("u", "mark('did not help')", "No help", show=False),
         Binding("x", "mark('dismissed')", "Dismiss"),
+        Binding("X", "toggle_dismissed", "Show dismissed", show=False),
         Binding("c", "clear_mark", "Clear mark", show=False),
+        Binding("i", "toggle_internals", "Detector fields", show=False),
         Binding("d", "describe", "Describe"),
         Binding("slash", "search", "Search"),
         Binding("o", "open_source", "Source"),
@@ -51,6 +57,7 @@ class DiagnosisScreen(Screen):
         self.error: str | None = None
         self._shown_id: str | None = None
         self.generation = 0  # bumped each time a ranking is shown (tests and the benchmark wait on it)
+        self.show_dismissed = False
 
     # ---- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -93,7 +100,7 @@ class DiagnosisScreen(Screen):
 
         try:
             progress("opening the knowledge base…")
-            kb = self.app.get_kb(progress)
+            kb = self.app.get_kb(progress, cancelled=lambda: worker.is_cancelled)
             session = Session(target, kb, notes=self.app.notes, pipeline=self.app.pipeline)
             session.load(progress)
         except Exception as exc:
@@ -123,10 +130,10 @@ class DiagnosisScreen(Screen):
     def _loaded(self, session: Session) -> None:
         self.session = session
         self.query_one(SuggestionTable).loading = False
-        self.status = "live: following the run" if session.live else "ready"
+        self.status = "ready"
         self.refresh_suggestions()
         self.generation += 1
-        if session.live:
+        if session.following:
             self.follow(session)
 
     # ---- rendering ----------------------------------------------------------------------------
@@ -142,9 +149,12 @@ class DiagnosisScreen(Screen):
             t.append(f"  {len(s.suggestions)} suggestion{'s' if len(s.suggestions) != 1 else ''}")
         if s is not None and s.live:
             t.append("  ● live", style="bold #87d787")
+        elif s is not None and s.state == "stopped":
+            t.append("  ■ stopped", style="bold #ff8787")
+            t.append(" (no writes for a while, its process gone)", style="dim")
         elif s is not None and s.finished:
             t.append("  finished", style="dim")
-        if self.status not in ("ready", "live: following the run"):
+        if self.status != "ready":
             t.append(f"  {self.status}", style="italic #9e9e9e")
         self.query_one("#runbar", Static).update(t)
 
@@ -153,10 +163,14 @@ class DiagnosisScreen(Screen):
         table = self.query_one(SuggestionTable)
         if s is None:
             return
-        table.show(s.suggestions, s.marks(), s.new_ids, keep=keep)
-        table.border_title = Text(f"Suggestions for “{s.describe}” + the run's signals" if s.describe else "Suggestions")
+        dismissed = s.dismissed() if self.show_dismissed else []
+        table.show(s.suggestions, s.marks(), s.new_ids, keep=keep, dismissed=dismissed)
+        title = f"Suggestions for “{s.describe}” + the run's signals" if s.describe else "Suggestions"
+        if self.show_dismissed:
+            title += f" (+{len(dismissed)} dismissed: X hides)"
+        table.border_title = Text(title)
         self._render_runbar()
-        if not s.suggestions:
+        if not s.suggestions and not dismissed:
             lines = ["No suggestions."]
             lines += [f"note: {n}" for n in s.notes_text]
             if not s.signals:
@@ -174,8 +188,11 @@ class DiagnosisScreen(Screen):
         if entry_id is None or (entry_id == self._shown_id and not force):
             return
         sug = s.suggestion(entry_id)
-        if sug is None:
-            return
+        dismissed = sug is None
+        if dismissed:
+            sug = next((d for d in s.dismissed() if d.id == entry_id), None)
+            if sug is None:
+                return
         same = entry_id == self._shown_id
         self._shown_id = entry_id
         try:
@@ -183,9 +200,14 @@ class DiagnosisScreen(Screen):
         except Exception:
             entry = None
         mark = s.marks().get(entry_id)
+        new_evidence = set(s.new_evidence)
+        if entry_id in s.new_ids or new_evidence:
+            # looked at: no longer new (the plot keeps its NEW badge while it is on screen)
+            s.viewed(entry_id)
+            self.query_one(SuggestionTable).seen(entry_id)
         self.run_worker(
             self.query_one(SuggestionDetail).show(
-                sug, entry=entry, run=s.run, signals=s.signals, mark=mark, new_evidence=s.new_evidence, keep_scroll=same
+                sug, entry=entry, run=s.run, signals=s.signals, mark=mark, new_evidence=new_evidence, keep_scroll=same, dismissed=dismissed
             ),
             group="detail",
             exclusive=True,
@@ -204,7 +226,7 @@ class DiagnosisScreen(Screen):
     def follow(self, session: Session) -> None:
         """Poll the run store every `app.poll_interval` seconds; hand changes to the UI."""
         worker = get_current_worker()
-        while not worker.is_cancelled and session.live:
+        while not worker.is_cancelled and session.following:
             deadline = time.monotonic() + self.app.poll_interval
             while time.monotonic() < deadline:
                 if worker.is_cancelled:
@@ -222,8 +244,6 @@ class DiagnosisScreen(Screen):
     def _live_update(self, session: Session) -> None:
         if session is not self.session:
             return
-        if not session.live:
-            self.status = "ready"
         self.refresh_suggestions()
         self.generation += 1
         if session.last_new:
@@ -232,7 +252,7 @@ class DiagnosisScreen(Screen):
 
     # ---- re-ranking ---------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="rank")
-    def rerank(self, describe=None, keep_describe: bool = False) -> None:
+    def rerank(self, describe=None, keep_describe: bool = False, keep: str | None = None) -> None:
         worker = get_current_worker()
         s = self.session
         if s is None:
@@ -248,22 +268,32 @@ class DiagnosisScreen(Screen):
                 self.app.call_from_thread(self.notify, str(exc), title="Ranking failed", severity="error")
             return
         if not worker.is_cancelled:
-            self.app.call_from_thread(self._reranked, s, not keep_describe)
+            self.app.call_from_thread(self._reranked, s, not keep_describe, keep)
 
-    def _reranked(self, session: Session, to_top: bool = False) -> None:
+    def _reranked(self, session: Session, to_top: bool = False, keep: str | None = None) -> None:
         if session is not self.session:
             return
-        self.status = "live: following the run" if session.live else "ready"
-        top = session.suggestions[0].id if to_top and session.suggestions else None
-        self.refresh_suggestions(keep=top)
+        self.status = "ready"
+        if to_top and session.suggestions:
+            keep = session.suggestions[0].id
+        self.refresh_suggestions(keep=keep)
         self.generation += 1
 
     # ---- actions ------------------------------------------------------------------------------
     def _current(self):
+        """The selected suggestion (a dismissed one too, when they are shown)."""
         if self.session is None:
             return None
         entry_id = self.query_one(SuggestionTable).current_id
-        return self.session.suggestion(entry_id) if entry_id else None
+        if not entry_id:
+            return None
+        found = self.session.suggestion(entry_id)
+        if found is None and self.show_dismissed:
+            found = next((d for d in self.session.dismissed() if d.id == entry_id), None)
+        return found
+
+    def _is_dismissed(self, entry_id: str) -> bool:
+        return self.session is not None and self.session.suggestion(entry_id) is None
 
     def action_move(self, delta: int) -> None:
         table = self.query_one(SuggestionTable)
@@ -282,20 +312,36 @@ class DiagnosisScreen(Screen):
         if sug is None or self.session is None:
             self.notify("no suggestion selected", severity="warning")
             return
+        if status == "dismissed" and self._is_dismissed(sug.id):
+            self.action_clear_mark()  # x on a dismissed entry brings it back
+            return
         self.session.mark(sug.id, status)
-        if status == "dismissed":
-            self.notify(f"dismissed: {sug.title}")
-            self.rerank(keep_describe=True)
-        else:
-            self.notify(f"{status}: {sug.title}")
-            self.refresh_suggestions(keep=sug.id)
+        self.notify(f"{status}: {sug.title}")
+        # every mark can move entries (dismissed: gone; did not help: lowered): rank again, stay on it
+        self.rerank(keep_describe=True)
 
     def action_clear_mark(self) -> None:
         sug = self._current()
         if sug is None or self.session is None or self.session.notes is None:
             return
+        restored = self._is_dismissed(sug.id)
         self.session.notes.clear(self.session.key, sug.id)
-        self.refresh_suggestions(keep=sug.id)
+        if restored:
+            self.notify(f"restored: {sug.title}")
+        self.rerank(keep_describe=True)
+
+    def action_toggle_dismissed(self) -> None:
+        if self.session is None:
+            return
+        self.show_dismissed = not self.show_dismissed
+        n = len(self.session.dismissed())
+        if self.show_dismissed and not n:
+            self.notify("nothing dismissed on this run")
+        self.refresh_suggestions()
+
+    def action_toggle_internals(self) -> None:
+        shown = self.query_one(SuggestionDetail).toggle_internals()
+        self.notify("detector fields shown under each plot" if shown else "detector fields hidden")
 
     def action_note(self) -> None:
         sug = self._current()
@@ -312,10 +358,7 @@ class DiagnosisScreen(Screen):
                 return
             status, note = result
             session.mark(sug.id, status, note=note)
-            if status == "dismissed":
-                self.rerank(keep_describe=True)
-            else:
-                self.refresh_suggestions(keep=sug.id)
+            self.rerank(keep_describe=True)
             self.notify(f"{status}: {sug.title}" + (" (note saved)" if note else ""))
 
         self.app.push_screen(NoteScreen(sug.title, mark.status if mark else None, mark.note if mark else ""), done)

@@ -12,6 +12,18 @@ from textual.widgets import Footer, Markdown, Static
 from textual.worker import get_current_worker
 
 
+def _markdown(result) -> str:
+    """The explanation as Markdown: fixes as headings, what the checker removed at the end."""
+    try:
+        from advisor.explain.render import render_markdown
+    except ImportError:  # an older explain package: its text, and its notes in italics
+        text = result.text
+        if result.notes:
+            text += "\n\n---\n\n" + "\n".join(f"*{n}*" for n in result.notes)
+        return text
+    return render_markdown(result)
+
+
 class ExplainScreen(Screen):
     """Backend: $TRAIN_ADVISOR_LLM_BACKEND or the config file, else the offline composer."""
 
@@ -52,9 +64,7 @@ class ExplainScreen(Screen):
                 if i % 8 == 0:
                     self.app.call_from_thread(self._show, "".join(pieces))
             result = stream.result
-            text = result.text
-            if result.notes:
-                text += "\n\n---\n\n" + "\n".join(f"*{n}*" for n in result.notes)
+            text = _markdown(result)
         except Exception as exc:  # AdvisorError and friends: one line, no traceback
             text = f"**Could not explain:** {exc}"
         if not worker.is_cancelled:

@@ -22,12 +22,15 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
             ("space", "next suggestion (walk-through)"),
             ("t", "mark tried"),
             ("h", "mark helped (boosts it on later runs with the same signals)"),
-            ("u", "mark did not help"),
-            ("x", "dismiss: it drops out of this run's ranking"),
-            ("c", "clear the mark"),
+            ("u", "mark did not help (lowers it here and on runs with the same signals)"),
+            ("x", "dismiss: it drops out of this run's ranking (x again: restore)"),
+            ("X", "show or hide the dismissed entries, to restore one"),
+            ("c", "clear the mark (restores a dismissed entry)"),
             ("n", "write a note (and choose the mark)"),
             ("o", "open the source document at the entry's lines"),
+            ("enter", "move the keys to the detail pane (esc: back to the list)"),
             ("pgup pgdn", "scroll the detail pane"),
+            ("i", "show the detector's fields under each evidence plot"),
             ("d", "describe what you see; re-rank with it and the run's signals"),
             ("e", "explain the diagnosis in prose"),
         ],
@@ -46,9 +49,11 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
 ]
 
 LEGEND = (
-    "Marks: ◐ tried · ✓ helped · ✗ did not help · ✎ has a note.  ★ a suggestion that appeared "
-    "with new evidence while following a live run.  Notes are kept per run and entry "
-    "(`advisor notes RUN --json` exports them)."
+    "Strength: strong (two independent lines of support, e.g. linked to the signal and found by search, "
+    "or helped before), likely (one curated link or your own marks), possible (found by search or your "
+    "words alone).  Marks: ◐ tried · ✓ helped · ✗ did not help · – dismissed · ✎ has a note.  ★ new "
+    "since you last looked (while following a live run).  Notes are kept per run, under the run's own "
+    "identity, so moving its directory keeps them (`advisor notes RUN --json` exports them)."
 )
 
 

@@ -25,6 +25,7 @@ class NoteScreen(ModalScreen[tuple[str, str] | None]):
         self.entry_title = title
         self.status = status if status in STATUSES else "tried"
         self.note = note
+        self._closing = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="note-box"):
@@ -45,8 +46,16 @@ class NoteScreen(ModalScreen[tuple[str, str] | None]):
         event.stop()
         self.action_save()
 
+    def _close(self, result) -> None:
+        """Dismiss once, and only while this screen is the active one: keys pressed fast (enter
+        twice, esc during the push) must not dismiss a screen that is not on top (ScreenStackError)."""
+        if self._closing or not self.is_current:
+            return
+        self._closing = True
+        self.dismiss(result)
+
     def action_save(self) -> None:
-        self.dismiss((self.status, self.query_one("#note-input", Input).value.strip()))
+        self._close((self.status, self.query_one("#note-input", Input).value.strip()))
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self._close(None)

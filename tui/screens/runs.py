@@ -13,7 +13,8 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 
 class RunsScreen(Screen[str | None]):
-    """Dismisses with the path to open, or None."""
+    """Dismisses with the path to open, or None. Rows are keyed by the run's notes key (what "forget"
+    removes); each keeps the path it was last opened from (what "open" reads)."""
 
     BINDINGS = [
         Binding("escape", "cancel", "Back"),
@@ -24,7 +25,8 @@ class RunsScreen(Screen[str | None]):
     def __init__(self, recent: list, current: str | None = None):
         super().__init__()
         self.recent = recent
-        self.current = current
+        self.current = current  # the notes key of the run on the main screen
+        self._paths = {r.run: (r.path or r.run) for r in recent}
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Runs and logs you opened  (enter: open · del: forget · /: type a path)", style="bold"), id="runs-title", markup=False)
@@ -45,7 +47,7 @@ class RunsScreen(Screen[str | None]):
                 Text(r.label, style="bold"),
                 Text(r.format or "", style="dim"),
                 Text(r.opened.astimezone().strftime("%Y-%m-%d %H:%M"), style="dim"),
-                Text(r.run),
+                Text(r.path or r.run),
                 key=r.run,
             )
         if self.recent:
@@ -55,7 +57,7 @@ class RunsScreen(Screen[str | None]):
 
     @on(DataTable.RowSelected, "#runs-table")
     def _open(self, event: DataTable.RowSelected) -> None:
-        self.dismiss(event.row_key.value)
+        self.dismiss(self._paths.get(event.row_key.value, event.row_key.value))
 
     @on(Input.Submitted, "#runs-path")
     def _open_path(self, event: Input.Submitted) -> None:

@@ -1,5 +1,9 @@
-"""The detail pane for the selected suggestion: what it is, the evidence for it (with a sparkline of
-each metric and the signal's window marked), the entry as Markdown, and where it came from."""
+"""The detail pane for the selected suggestion, in the order a person needs it: what was seen in the
+run (one sentence each, with its numbers), the fix (the entry's steps first), the evidence plots
+(a sparkline of each metric with the signal's window marked), and where the entry came from.
+
+The detector's own fields (value, threshold, trend statistics, role...) are behind a toggle (`i`).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,18 @@ from textual.widgets import Markdown, Static
 
 from tui.widgets.entry import (
     SEVERITY_STYLE,
+    STRENGTH_STYLE,
     entry_markdown,
+    fix_markdown,
     provenance_text,
     source_badge,
+    strength,
     suggestion_markdown,
+    why,
 )
 from tui.widgets.spark import WindowSpark, _fmt, series_range
+
+SECTION = "bold underline"
 
 
 def _num(v) -> str:
@@ -32,28 +42,47 @@ def _steps(start, end) -> str:
     return f"steps {start:g}–{end:g}"
 
 
-def evidence_head(ev, signal=None, new: bool = False) -> Text:
-    """● severity kind in metric  steps a–b (epochs)  [NEW]"""
+def _where(ev, signal=None) -> str:
+    """steps a–b (epochs c–d)"""
+    out = _steps(ev.step, ev.end_step)
+    if signal is not None and signal.start_epoch is not None:
+        if signal.end_epoch is not None and signal.end_epoch != signal.start_epoch:
+            out += f" (epochs {signal.start_epoch:g}–{signal.end_epoch:g})"
+        else:
+            out += f" (epoch {signal.start_epoch:g})"
+    return out
+
+
+def seen_text(ev, signal=None, new: bool = False) -> Text:
+    """● What was seen: the detector's sentence (it carries the numbers) and where, in the run."""
     t = Text()
     t.append("● ", style=SEVERITY_STYLE.get(ev.severity, ""))
+    t.append(ev.summary or f"{ev.signal} in {ev.metric}")
+    where = _where(ev, signal)
+    if where and where not in (ev.summary or ""):
+        t.append(f"  ({where})", style="dim")
+    if new:
+        t.append("  NEW", style="bold reverse #ffd75f")
+    return t
+
+
+def evidence_head(ev, signal=None, new: bool = False) -> Text:
+    """severity kind in metric  steps a–b (epochs)  [NEW] — the heading of one evidence plot."""
+    t = Text()
     t.append(f"{ev.severity} ", style=SEVERITY_STYLE.get(ev.severity, ""))
     t.append(ev.signal, style="bold")
     t.append(" in ")
     t.append(ev.metric, style="italic")
-    rng = _steps(ev.step, ev.end_step)
-    if rng:
-        t.append(f"  {rng}")
-    if signal is not None and signal.start_epoch is not None:
-        if signal.end_epoch is not None and signal.end_epoch != signal.start_epoch:
-            t.append(f" (epochs {signal.start_epoch:g}–{signal.end_epoch:g})", style="dim")
-        else:
-            t.append(f" (epoch {signal.start_epoch:g})", style="dim")
+    where = _where(ev, signal)
+    if where:
+        t.append(f"  {where}")
     if new:
         t.append("  NEW", style="bold reverse #ffd75f")
     return t
 
 
 def evidence_numbers(ev, signal=None, series_values=None) -> Text:
+    """The detector's fields (shown with `i`)."""
     nums = []
     if ev.value is not None:
         nums.append(f"value {_num(ev.value)}")
@@ -66,18 +95,6 @@ def evidence_numbers(ev, signal=None, series_values=None) -> Text:
     return Text(" · ".join(nums), style="#9e9e9e")
 
 
-def evidence_text(ev, signal=None, new: bool = False, series_values=None) -> Text:
-    """The whole evidence item as one text (head, summary, numbers)."""
-    t = evidence_head(ev, signal, new)
-    if ev.summary:
-        t.append("\n  " + ev.summary)
-    nums = evidence_numbers(ev, signal, series_values)
-    if nums.plain:
-        t.append("\n  ")
-        t.append_text(nums)
-    return t
-
-
 def find_signal(signals, ev):
     for s in signals:
         if s.kind == ev.signal and s.metric == ev.metric and (ev.step is None or s.start == ev.step):
@@ -86,11 +103,14 @@ def find_signal(signals, ev):
 
 
 class EvidenceView(Vertical):
+    """One evidence plot: heading, sparkline with the window, the detector's fields (toggled)."""
+
     DEFAULT_CSS = """
     EvidenceView { height: auto; margin: 0 0 1 0; }
     EvidenceView.-new { background: $warning 10%; }
-    EvidenceView .ev-summary, EvidenceView .ev-numbers { padding-left: 2; }
-    EvidenceView .ev-spark { margin-left: 2; }
+    EvidenceView .ev-numbers, EvidenceView .ev-spark { margin-left: 2; }
+    EvidenceView .ev-numbers { display: none; }
+    SuggestionDetail.-internals EvidenceView .ev-numbers { display: block; }
     """
 
     def __init__(self, ev, signal=None, series=None, new: bool = False):
@@ -100,8 +120,6 @@ class EvidenceView(Vertical):
     def compose(self) -> ComposeResult:
         values = self.series.values if self.series is not None else None
         yield Static(evidence_head(self.ev, self.signal, self.new), markup=False, classes="ev-text ev-head")
-        if self.ev.summary:
-            yield Static(Text(self.ev.summary), markup=False, classes="ev-text ev-summary")
         if self.series is not None and len(self.series):
             yield WindowSpark(self.series.steps, self.series.values, (self.ev.step, self.ev.end_step), classes="ev-spark")
         numbers = evidence_numbers(self.ev, self.signal, values)
@@ -110,29 +128,56 @@ class EvidenceView(Vertical):
 
 
 class SuggestionDetail(VerticalScroll):
-    """Fixed parts updated in place; the evidence list is rebuilt for each suggestion."""
+    """Fixed parts updated in place; the seen sentences and evidence plots are rebuilt per suggestion."""
 
     def compose(self) -> ComposeResult:
         yield Static("", id="detail-head", markup=False)
-        yield Static(Text("Evidence", style="bold underline"), id="evidence-title", markup=False)
+        yield Static(Text("What was seen", style=SECTION), id="seen-title", classes="section", markup=False)
+        yield Vertical(id="seen")
+        yield Markdown("", id="fix-md")
+        yield Static(Text("Evidence", style=SECTION), id="evidence-title", classes="section", markup=False)
         yield Vertical(id="evidence")
         yield Markdown("", id="entry-md")
         yield Static("", id="provenance", markup=False)
 
+    FOCUSED_TITLE = "Detail · pgup pgdn scroll · esc: back to the list"
+
     def on_mount(self) -> None:
+        self.query_one("#seen-title").display = False
         self.query_one("#evidence-title").display = False
 
-    async def show(self, sug, *, entry=None, run=None, signals=(), mark=None, new_evidence=frozenset(), keep_scroll: bool = False) -> None:
+    def on_focus(self) -> None:
+        self.border_title = self.FOCUSED_TITLE  # Enter moved the keys here: say so
+
+    def on_blur(self) -> None:
+        self.border_title = None
+
+    @property
+    def internals(self) -> bool:
+        return self.has_class("-internals")
+
+    def toggle_internals(self) -> bool:
+        """Show or hide the detector's fields under each plot; returns whether they show now."""
+        self.toggle_class("-internals")
+        return self.internals
+
+    async def show(self, sug, *, entry=None, run=None, signals=(), mark=None, new_evidence=frozenset(), keep_scroll: bool = False, dismissed: bool = False) -> None:
         head = Text()
         head.append(sug.title, style="bold")
         head.append("\n")
         head.append_text(source_badge(sug.source))
-        head.append(f" score {sug.score:.2f} · ")
-        head.append(sug.severity, style=SEVERITY_STYLE.get(sug.severity, ""))
-        n = len(sug.evidence)
-        head.append(f" · {n} signal{'s' if n != 1 else ''}")
-        if sug.matched_by:
-            head.append(f" · via {', '.join(sug.matched_by)}", style="dim")
+        if dismissed:
+            head.append("  dismissed on this run", style="bold")
+            head.append(" · x or c: restore it", style="dim")
+        else:
+            level = strength(sug)
+            head.append(f"  {level}", style=STRENGTH_STYLE.get(level, ""))
+            reason = why(sug)
+            if reason:
+                head.append(f": {reason}")
+            if sug.evidence:
+                head.append(" · ")
+                head.append(sug.severity, style=SEVERITY_STYLE.get(sug.severity, ""))
         head.append("\n")
         if mark is not None:
             head.append("Marked: ", style="bold")
@@ -141,30 +186,43 @@ class SuggestionDetail(VerticalScroll):
                 head.append("  note: ")
                 head.append(mark.note, style="italic")
         else:
-            head.append("Not marked: t tried · h helped · u did not help · x dismiss · n note", style="dim")
+            head.append("Not marked · t tried · h helped · u no help · x dismiss · n note", style="dim")
         self.query_one("#detail-head", Static).update(head)
 
-        box = self.query_one("#evidence", Vertical)
-        self.query_one("#evidence-title").display = bool(sug.evidence)
-        views = []
+        seen, plots = [], []
         for ev in sug.evidence:
+            signal = find_signal(signals, ev)
+            new = (ev.signal, ev.metric) in new_evidence
+            seen.append(Static(seen_text(ev, signal, new), markup=False, classes="ev-text ev-seen"))
             series = run.series.get(ev.metric) if run is not None else None
-            views.append(EvidenceView(ev, find_signal(signals, ev), series, (ev.signal, ev.metric) in new_evidence))
+            plots.append(EvidenceView(ev, signal, series, new))
+        self.query_one("#seen-title").display = bool(seen)
+        self.query_one("#evidence-title").display = bool(plots)
         async with self.batch():
-            await box.remove_children()
-            if views:
-                await box.mount_all(views)
-            md = entry_markdown(entry) if entry is not None else suggestion_markdown(sug)
-            await self.query_one("#entry-md", Markdown).update(md)
+            for box, children in ((self.query_one("#seen", Vertical), seen), (self.query_one("#evidence", Vertical), plots)):
+                await box.remove_children()
+                if children:
+                    await box.mount_all(children)
+            if entry is not None:
+                fix, rest = fix_markdown(entry), entry_markdown(entry, fix=False)
+            else:
+                fix, rest = fix_markdown(sug), suggestion_markdown(sug, fix=False)
+            await self.query_one("#fix-md", Markdown).update(fix or "*(the entry lists no steps)*")
+            await self.query_one("#entry-md", Markdown).update(rest)
             prov = provenance_text(sug.provenance)
             prov.append(f"\n{sug.id}", style="dim")
+            if not dismissed:
+                prov.append(f"  score {sug.score:.2f}", style="dim")
             self.query_one("#provenance", Static).update(prov)
         if not keep_scroll:
             self.scroll_home(animate=False)
 
     async def show_message(self, text: str) -> None:
         self.query_one("#detail-head", Static).update(Text(text))
+        self.query_one("#seen-title").display = False
         self.query_one("#evidence-title").display = False
+        await self.query_one("#seen", Vertical).remove_children()
         await self.query_one("#evidence", Vertical).remove_children()
+        await self.query_one("#fix-md", Markdown).update("")
         await self.query_one("#entry-md", Markdown).update("")
         self.query_one("#provenance", Static).update("")

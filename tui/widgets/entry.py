@@ -13,7 +13,68 @@ SEVERITY_STYLE = {"high": "bold #ff5f5f", "medium": "bold #ffd75f", "low": "#8a8
 SEVERITY_SHORT = {"high": "high", "medium": "med", "low": "low"}
 
 
+# Why an entry is on the list (Suggestion.matched_by, values from advisor.models.MATCHED_BY), for a person.
+WHY = {
+    "link": "linked to the signal",
+    "link+search": "linked to the signal, found by search",
+    "search": "found by search",
+    "describe": "from your description",
+    "history": "helped before",
+    "linked-fix": "fix for a linked problem",
+    "notes": "your note",
+}
+WHY_SHORT = {
+    "link": "signal",
+    "link+search": "signal+search",
+    "search": "search",
+    "describe": "your words",
+    "history": "helped",
+    "linked-fix": "linked fix",
+    "notes": "your note",
+}
+STRENGTH_STYLE = {"strong": "bold #87d787", "likely": "#ffd75f", "possible": "#8a8a8a"}
+_CURATED = {"link", "link+search", "linked-fix"}  # someone linked the entry to this kind of signal
+_YOURS = {"history", "notes"}  # the user's own experience with it
+
+
+def strength(sug) -> str:
+    """strong / likely / possible, from how many independent lines of support found the entry (a
+    curated link, the KB search, the user's description, the user's own marks and notes), not from
+    the score, whose scale means nothing to a reader."""
+    how = set(sug.matched_by)
+    lines = sum(
+        (
+            bool(how & _CURATED),
+            bool(how & {"search", "link+search"}),
+            "describe" in how,
+            bool(how & _YOURS),
+        )
+    )
+    if lines >= 2 and how & (_CURATED | _YOURS):
+        return "strong"
+    if how & (_CURATED | _YOURS) or lines >= 2:
+        return "likely"
+    return "possible"
+
+
+def why(sug, short: bool = False) -> str:
+    """Why the entry is suggested, in words ("linked to the signal, helped before")."""
+    table = WHY_SHORT if short else WHY
+    parts = [table.get(m, m) for m in sug.matched_by]
+    if "link+search" in sug.matched_by:  # says both already
+        parts = [p for m, p in zip(sug.matched_by, parts) if m not in ("link", "search") or m == "link+search"]
+    return (" · " if short else ", ").join(dict.fromkeys(parts))
+
+
 def source_badge(source: str) -> Text:
+    """[guide] for a shipped document; the user's own documents and notes say so."""
+    from kb.build import NOTES_SOURCE
+    from kb.store import SHIPPED_SOURCES
+
+    if source == NOTES_SOURCE:
+        return Text("[your note]", style="bold #5fd7d7")
+    if source not in SHIPPED_SOURCES:
+        return Text(f"[your document: {source}]", style="bold #5fd7d7")
     return Text(f"[{source}]", style=SOURCE_STYLE.get(source, "bold"))
 
 
@@ -33,8 +94,19 @@ def _bullets(items: list[str], numbered: bool = False) -> str:
     return "\n".join(lines)
 
 
-def entry_markdown(entry, with_title: bool = False) -> str:
-    """Markdown for one `kb.models.Entry`."""
+def fix_markdown(entry) -> str:
+    """The fix of an entry (or a Suggestion): its steps and what they should achieve ("" if neither)."""
+    parts = []
+    if entry.steps:
+        parts.append("### Steps\n\n" + _bullets(entry.steps, numbered=True))
+    if entry.expected_outcome:
+        parts.append("### Expected outcome\n\n" + entry.expected_outcome)
+    return "\n\n".join(parts)
+
+
+def entry_markdown(entry, with_title: bool = False, fix: bool = True) -> str:
+    """Markdown for one `kb.models.Entry`. `fix=False` leaves out the steps and expected outcome
+    (the detail pane shows them first, with `fix_markdown`, and the rest of the entry below)."""
     parts: list[str] = []
     if with_title:
         parts.append(f"## {entry.title}")
@@ -50,13 +122,13 @@ def entry_markdown(entry, with_title: bool = False) -> str:
         parts.append("### Root cause\n\n" + entry.root_cause)
     if entry.evidence:
         parts.append("### What the source saw\n\n" + _bullets(entry.evidence))
-    if entry.steps:
+    if fix and entry.steps:
         parts.append("### Steps\n\n" + _bullets(entry.steps, numbered=True))
     if entry.diagnosis_code:
         parts.append("### Diagnosis code\n\n" + "\n\n".join(_fence(c) for c in entry.diagnosis_code))
     if entry.rationale:
         parts.append("### Rationale\n\n" + entry.rationale)
-    if entry.expected_outcome:
+    if fix and entry.expected_outcome:
         parts.append("### Expected outcome\n\n" + entry.expected_outcome)
     if entry.links:
         parts.append("### Linked\n\n" + _bullets([f"`{x}`" for x in entry.links]))
@@ -64,19 +136,21 @@ def entry_markdown(entry, with_title: bool = False) -> str:
         parts.append("### See also\n\n" + _bullets([*entry.see_also, *entry.references]))
     if len(parts) <= (1 if with_title else 0) and entry.body:
         parts.append(entry.body)
+    if not parts and not fix:
+        return ""
     return "\n\n".join(parts) if parts else "*(this entry has no text)*"
 
 
-def suggestion_markdown(sug) -> str:
-    """Markdown from a Suggestion alone (when the KB does not have the entry)."""
+def suggestion_markdown(sug, fix: bool = True) -> str:
+    """Markdown from a Suggestion alone (when the KB does not have the entry); `fix` as in entry_markdown."""
     parts = []
+    if fix and sug.steps:
+        parts.append("### Steps\n\n" + _bullets(sug.steps, numbered=True))
+    if fix and sug.expected_outcome:
+        parts.append("### Expected outcome\n\n" + sug.expected_outcome)
     if sug.symptoms:
         parts.append("### Symptoms\n\n" + _bullets(sug.symptoms))
-    if sug.steps:
-        parts.append("### Steps\n\n" + _bullets(sug.steps, numbered=True))
-    if sug.expected_outcome:
-        parts.append("### Expected outcome\n\n" + sug.expected_outcome)
-    return "\n\n".join(parts) or "*(no text)*"
+    return "\n\n".join(parts) or ("*(no text)*" if fix else "")
 
 
 def provenance_text(prov, key_hint: str = "o") -> Text:

@@ -10,6 +10,15 @@ from textual.widget import Widget
 BLOCKS = "▁▂▃▄▅▆▇█"
 
 
+def _fraction(v: float, lo: float, hi: float) -> float:
+    """Where v sits in [lo, hi], 0..1, without overflowing on values near ±1.8e308 (halves first)."""
+    span = hi / 2 - lo / 2
+    if not span > 0 or not math.isfinite(span):
+        return 0.0
+    f = (v / 2 - lo / 2) / span
+    return min(1.0, max(0.0, f)) if math.isfinite(f) else 0.0
+
+
 def _fmt(v: float) -> str:
     if v is None or not math.isfinite(v):
         return str(v)
@@ -33,10 +42,9 @@ def render_spark(
     if n == 0:
         return Text("(no data)", style="dim"), Text("")
     s0, s1 = float(steps[0]), float(steps[-1])
-    span = (s1 - s0) or 1.0
 
     def col(step: float) -> int:
-        return min(width - 1, max(0, int((float(step) - s0) / span * (width - 1) + 0.5)))
+        return int(_fraction(float(step), s0, s1) * (width - 1) + 0.5)
 
     buckets: list[list[float]] = [[] for _ in range(width)]
     bad = [False] * width
@@ -49,7 +57,6 @@ def render_spark(
             bad[c] = True
     finite = [v for b in buckets for v in b]
     lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
-    rng = (hi - lo) or 1.0
     w0 = w1 = None
     if window is not None and window[0] is not None:
         w0 = col(window[0])
@@ -64,7 +71,7 @@ def render_spark(
             spark.append("×", style="bold red reverse" if inside else "bold red")
             continue
         if buckets[c]:
-            level = int((max(buckets[c]) - lo) / rng * (len(BLOCKS) - 1) + 0.5)
+            level = int(_fraction(max(buckets[c]), lo, hi) * (len(BLOCKS) - 1) + 0.5)
             last_level = level
             spark.append(BLOCKS[level], style=style)
         elif last_level is not None:

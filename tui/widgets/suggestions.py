@@ -1,4 +1,9 @@
-"""The ranked suggestions: one row each (rank, title, source badge, score, severity, signals, mark)."""
+"""The ranked suggestions: one row each (rank, mark, title, strength, why).
+
+The title takes whatever width the other columns leave; the "why" column (short words for how the
+entry was found) only shows when the titles keep room enough beside it. Scores stay out of the list:
+`strength` says in words how well an entry is supported.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,13 @@ from rich.text import Text
 from textual import events
 from textual.widgets import DataTable
 
-from tui.widgets.entry import SEVERITY_SHORT, SEVERITY_STYLE, SOURCE_STYLE
+from tui.widgets.entry import SEVERITY_STYLE, STRENGTH_STYLE, strength, why
 
 MARK_SYMBOL = {"tried": ("◐", "#ffd75f"), "helped": ("✓", "bold #87d787"), "did not help": ("✗", "bold #ff5f5f"), "dismissed": ("–", "dim")}
-FIXED = {"rank": 2, "source": 7, "score": 5, "sev": 4, "sig": 3, "mark": 2}
+FIXED = {"rank": 2, "mark": 2, "strength": 9}
+WHY_WIDTH = 18  # "signal+search · helped" shortened; the detail pane says it in full
+MIN_TITLE_WITH_WHY = 48  # narrower than this, the title gets the why column's room
+NEW = "★ "
 
 
 def mark_text(note) -> Text:
@@ -28,7 +36,8 @@ def _truncate(title: str, width: int) -> str:
 
 
 class SuggestionTable(DataTable):
-    """Rows keyed by entry id. `show(suggestions, marks, new_ids)` keeps the cursor on the same entry."""
+    """Rows keyed by entry id. `show(suggestions, marks, new_ids)` keeps the cursor on the same entry
+    (not the same row) when rows move."""
 
     DEFAULT_CSS = """
     SuggestionTable { height: 1fr; }
@@ -36,27 +45,33 @@ class SuggestionTable(DataTable):
 
     def __init__(self, **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
-        self._shown: tuple[list, dict, set] = ([], {}, set())
+        self._shown: tuple[list, dict, set, list] = ([], {}, set(), [])
         self._built_width = 0
+        self.with_why = False
 
     def on_mount(self) -> None:
         self._build_columns()
 
-    def _title_width(self) -> int:
+    def _widths(self) -> tuple[int, bool]:
+        """(title width, whether the why column fits)."""
         width = self.scrollable_content_region.width or self.size.width or 78
-        pad = 2 * self.cell_padding * (len(FIXED) + 1)
-        return max(12, width - sum(FIXED.values()) - pad - 1)
+        fixed = sum(FIXED.values())
+        pad = 2 * self.cell_padding
+        title = width - fixed - pad * (len(FIXED) + 1) - 1
+        if title - WHY_WIDTH - pad >= MIN_TITLE_WITH_WHY:
+            return title - WHY_WIDTH - pad, True
+        return max(12, title), False
 
     def _build_columns(self) -> None:
         self.clear(columns=True)
         self._built_width = self.size.width
+        title_width, self.with_why = self._widths()
         self.add_column("#", width=FIXED["rank"], key="rank")
-        self.add_column("Suggestion", width=self._title_width(), key="title")
-        self.add_column("Source", width=FIXED["source"], key="source")
-        self.add_column("Score", width=FIXED["score"], key="score")
-        self.add_column("Sev", width=FIXED["sev"], key="sev")
-        self.add_column("Sig", width=FIXED["sig"], key="sig")
         self.add_column("✓", width=FIXED["mark"], key="mark")
+        self.add_column("Suggestion", width=title_width, key="title")
+        self.add_column("Strength", width=FIXED["strength"], key="strength")
+        if self.with_why:
+            self.add_column("Why", width=WHY_WIDTH, key="why")
 
     def on_resize(self, event: events.Resize) -> None:
         if self.size.width != self._built_width:
@@ -74,34 +89,50 @@ class SuggestionTable(DataTable):
             return None
         return key.value
 
-    def show(self, suggestions: list, marks: dict, new_ids: set[str] | None = None, keep: str | None = None) -> None:
+    def show(self, suggestions: list, marks: dict, new_ids: set[str] | None = None, keep: str | None = None, dismissed: list | None = None) -> None:
+        """`dismissed`: suggestions the user dismissed, listed after the ranking (dimmed) when shown."""
         keep = keep if keep is not None else self.current_id
-        self._shown = (list(suggestions), dict(marks), set(new_ids or ()))
+        self._shown = (list(suggestions), dict(marks), set(new_ids or ()), list(dismissed or ()))
         self._fill(*self._shown, keep=keep)
 
-    def _fill(self, suggestions: list, marks: dict, new_ids: set, keep: str | None = None) -> None:
+    def seen(self, entry_id: str) -> None:
+        """The user looked at this row: drop its ★ (in place, the rows do not move)."""
+        suggestions, marks, new_ids, dismissed = self._shown
+        if entry_id not in new_ids:
+            return
+        new_ids.discard(entry_id)
+        sug = next((x for x in suggestions if x.id == entry_id), None)
+        if sug is not None and entry_id in self.rows:
+            self.update_cell(entry_id, "title", Text(_truncate(sug.title, self.columns["title"].width)))
+
+    def _fill(self, suggestions: list, marks: dict, new_ids: set, dismissed: list, keep: str | None = None) -> None:
         old_row = self.cursor_row
         self.clear()
-        width = self._title_width()
+        width = self.columns["title"].width if "title" in self.columns else self._widths()[0]
         for i, s in enumerate(suggestions, 1):
             title = Text()
             if s.id in new_ids:
-                title.append("★ ", style="bold #ffd75f")
-                title.append(_truncate(s.title, width - 2), style="bold #ffd75f")
+                title.append(NEW, style="bold #ffd75f")
+                title.append(_truncate(s.title, width - len(NEW)), style="bold #ffd75f")
             else:
                 title.append(_truncate(s.title, width))
-            self.add_row(
-                Text(str(i), style="dim", justify="right"),
-                title,
-                Text(s.source[: FIXED["source"]], style=SOURCE_STYLE.get(s.source, "bold")),
-                Text(f"{s.score:.2f}", justify="right"),
-                Text(SEVERITY_SHORT.get(s.severity, s.severity), style=SEVERITY_STYLE.get(s.severity, "")),
-                Text(str(len(s.evidence)), justify="right"),
+            level = strength(s)
+            cells = [
+                Text(str(i), style=SEVERITY_STYLE.get(s.severity, "dim"), justify="right"),
                 mark_text(marks.get(s.id)),
-                key=s.id,
-            )
-        if not suggestions:
+                title,
+                Text(level, style=STRENGTH_STYLE.get(level, "")),
+            ]
+            if self.with_why:
+                cells.append(Text(_truncate(why(s, short=True), WHY_WIDTH), style="dim"))
+            self.add_row(*cells, key=s.id)
+        for s in dismissed:
+            cells = [Text("–", style="dim", justify="right"), mark_text(marks.get(s.id)), Text(_truncate(s.title, width), style="dim strike"), Text("dismissed", style="dim")]
+            if self.with_why:
+                cells.append(Text("x: restore", style="dim"))
+            self.add_row(*cells, key=s.id)
+        ids = [s.id for s in suggestions] + [s.id for s in dismissed]
+        if not ids:
             return
-        ids = [s.id for s in suggestions]
         row = ids.index(keep) if keep in ids else min(max(old_row, 0), len(ids) - 1)
-        self.move_cursor(row=row, animate=False)
+        self.move_cursor(row=row, animate=False, scroll=True)
