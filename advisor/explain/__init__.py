@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from advisor.explain.backends import ChatBackend, make_backend
 from advisor.explain.check import CheckResult, check_answer
-from advisor.explain.core import Explanation, ExplanationStream, explain, stream_explain
+from advisor.explain.core import Explanation, ExplanationStream, check_options, explain, stream_explain
 from advisor.explain.grounding import Grounding, build_grounding, build_messages
 from advisor.explain.models import CheckFinding
 from advisor.explain.options import BACKENDS, ExplainOptions
@@ -44,6 +44,7 @@ __all__ = [
     "build_grounding",
     "build_messages",
     "check_answer",
+    "check_options",
     "explain",
     "make_backend",
     "render_markdown",

@@ -77,7 +77,7 @@ _SHELL = re.compile(
         (?:(?:rm|rmdir|dd|mkfs\S*|chmod|chown|shred|curl|wget|scp|rsync|nc|ncat|kill|pkill|killall|bash|sh|zsh|eval|exec|iex|python3?)
              \s+(?=[-/~.$'"]|\w+://|[^\s|]*\s*[|>])
          |(?:pip3?|conda|apt|apt-get|brew|npm|git)\s+(?:install|uninstall|remove|clone|push|reset|clean|checkout|rm)\b)
-        [^\n`]*?(?=[.;!?](?:\s|$)|\n|$)""",
+        [^\n`\[]*?(?=\s*\[|[.;!?](?:\s|$)|\n|$)""",  # to the end of the sentence or a citation
     re.X,
 )
 _PIPE_TO_SHELL = re.compile(r"\|\s*(?:sudo\s+)?(?:ba|z|da)?sh\b")
@@ -324,7 +324,7 @@ class Checker:
         squashed = _squash(action)
         if not squashed or _OWN_COMMAND.match(squashed) or squashed in self._names:
             return True
-        if _NAME.match(action) and not _FILE_NAME.search(action):
+        if _NAME.match(action) and not _FILE_NAME.search(action) and not _URL.match(action):
             return True  # `lr`, `max_norm`, `torch.nn.utils.clip_grad_norm_`: a name, nothing to run
         if squashed in self._action_text:
             return True

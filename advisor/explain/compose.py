@@ -72,16 +72,25 @@ def going_on(g: Grounding) -> str:
     return "\n".join(lines)
 
 
+MAX_WHY_SIGNALS = 2  # the rest are counted: a "why" a person reads, not a list of every signal
+
+
 def _why(sug: GroundedSuggestion, g: Grounding) -> str:
     reasons = []
-    for ref in sug.evidence:
+    for ref in sug.evidence[:MAX_WHY_SIGNALS]:
         s = g.signal(ref.signal, ref.metric)
         where = f" at {_where(s)}" if s else ""
         reasons.append(f"the {ref.signal} signal on {ref.metric}{where}")
-    because = [MATCHED_BY_PHRASES[m] for m in sug.matched_by if m in MATCHED_BY_PHRASES]
-    text = f"addresses {', '.join(reasons)}" if reasons else "no signal in this run points to it directly"
+    more = len(sug.evidence) - MAX_WHY_SIGNALS
+    if more > 0:
+        reasons.append(f"and {more} more signal{'s' if more > 1 else ''} of this run")
+    how = set(sug.matched_by)
+    if "link+search" in how:  # one phrase says both
+        how -= {"link", "search"}
+    because = [MATCHED_BY_PHRASES[m] for m in sug.matched_by if m in how and m in MATCHED_BY_PHRASES]
+    text = f"addresses {'; '.join(reasons)}" if reasons else "no signal in this run points to it directly"
     if because:
-        text += "; " + "; ".join(dict.fromkeys(because))
+        text += "; found because " + " and ".join(dict.fromkeys(because))
     return f"{text} ({sug.severity} severity)."
 
 

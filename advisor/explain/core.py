@@ -223,6 +223,11 @@ def _diagnosis(target: Target, describe: str | None) -> Diagnosis:
     return diagnose(target, describe=describe, notes=NotesStore())
 
 
+def check_options(backend: str | None = "none", **options: Any) -> None:
+    """Raise `AdvisorError` for options `explain` would reject, before anything slow (a diagnosis) runs."""
+    make_backend(resolve_settings(resolve_backend(backend, ExplainOptions.from_kwargs(options)), ExplainOptions.from_kwargs(options)))
+
+
 def explain(target: Target, describe: str | None = None, backend: str | None = "none", **options: Any) -> Explanation:
     """Explain a diagnosis in prose, grounded in its suggestions and evidence.
 

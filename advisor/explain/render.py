@@ -31,7 +31,9 @@ def finding_line(f: CheckFinding) -> str:
     if f.kind == "number":
         return f"marked {f.what} {NOT_IN_EVIDENCE}: {f.why}"
     if f.kind == "action":
-        return f"removed the sentence with `{f.what}`: {f.why}"
+        return f"removed a sentence with `{f.what}`, which is not from the knowledge base: {f.why}"
+    if f.kind == "instruction":  # not quoted: what was aimed at a model is not repeated to the reader
+        return f"removed a sentence that {f.why.removeprefix('it ')}"
     what = f'"{f.what}"' if " " in f.what else f.what
     return f"removed {what}: {f.why}"
 
