@@ -30,6 +30,8 @@ Role = Literal[
     "lr",
     "rank",  # effective rank of a representation
     "usage",  # codebook usage / perplexity share
+    "reward",  # an RL / preference-tuning reward (higher is better), its spread, its zero-spread share
+    "loss_scale",  # a mixed-precision loss scale (GradScaler): not a loss
     "epoch",
     "step",
     "probe",  # a reading written by the live probe (name says which)
@@ -113,6 +115,10 @@ class Evidence(BaseModel):
         )
 
 
+# Every way the matcher finds a suggestion (Suggestion.matched_by); explain has a phrase for each.
+MATCHED_BY = ("link", "search", "link+search", "describe", "history", "linked-fix", "notes")
+
+
 class Suggestion(BaseModel):
     """One KB entry ranked for a run, with the evidence that triggered it."""
 
@@ -126,7 +132,7 @@ class Suggestion(BaseModel):
     symptoms: list[str] = Field(default_factory=list)
     provenance: Provenance
     expected_outcome: str = ""  # what the run analysis expected this fix to achieve, when it said
-    matched_by: list[str] = Field(default_factory=list)  # "link", "search", "describe", "history"
+    matched_by: list[str] = Field(default_factory=list)  # values from MATCHED_BY
 
 
 class SuggestionRef(BaseModel):

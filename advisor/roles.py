@@ -74,6 +74,10 @@ BOOKKEEPING_WORDS = {"runtime", "time", "timestamp", "seconds", "second", "sec",
 CODEBOOK_WORDS = {"codebook", "vq", "code", "codes", "quantizer", "quantiser", "vqvae", "fsq", "rvq", "cb"}
 USAGE_WORDS = {"usage", "utilization", "utilisation", "util", "used", "active", "perplexity", "ppl", "share",
                "coverage", "dead", "unused"}
+SCALE_WORDS = {"scale", "scaler", "scaling"}
+REWARD_WORDS = {"reward", "rewards", "return", "returns"}
+# DPO-style implicit rewards of the chosen/rejected pair move in opposite directions by design: metrics, not the reward.
+PREFERENCE_PAIR_WORDS = {"chosen", "rejected", "margin", "margins", "accuracies"}
 STEP_WORDS = {"step", "steps", "iteration", "iterations", "iter", "it"}
 EPOCH_WORDS = {"epoch", "epochs", "ep"}
 AXIS_FILLER_WORDS = {"trainer", "train", "global", "optimizer", "current", "num", "total"}
@@ -180,6 +184,10 @@ def infer_role(name: str) -> RoleGuess:
         return RoleGuess("usage", higher_is_better=not (s & {"dead", "unused"}), split=split)
     if _is_rank(ws) and not (s & LOSS_WORDS):
         return RoleGuess("rank", higher_is_better=True, split=split)
+    if s & SCALE_WORDS and (s & LOSS_WORDS or s & {"grad", "amp"}):
+        return RoleGuess("loss_scale", split=split)  # AMP's loss_scale / grad_scale / scaler scale: not a loss
+    if s & REWARD_WORDS and not s & PREFERENCE_PAIR_WORDS and not s & LOSS_WORDS:
+        return RoleGuess("reward", higher_is_better=True, split=split)
     if s & LOSS_WORDS:
         return RoleGuess(_loss_role(split), split=split)
     if s & BOOKKEEPING_WORDS - {"util", "utilization", "count", "num", "size", "scale"}:

@@ -101,6 +101,22 @@ def noise_sigma(y: np.ndarray) -> float:
     return float(MAD_TO_SIGMA * np.median(np.abs(resid - np.median(resid))))
 
 
+# A loss that is negative at 5%+ of its points is not an error that falls towards zero (a policy-gradient
+# surrogate, a shifted objective): "x times its level" means nothing for it, so ratio-based checks
+# (spikes, divergence, blow-ups, oscillation, plateaus) leave it alone.
+NEGATIVE_SHARE = 0.05
+
+
+def crosses_zero(y: np.ndarray) -> bool:
+    return len(y) >= 3 and float(np.mean(y < 0)) >= NEGATIVE_SHARE
+
+
+def start_level(y: np.ndarray) -> float:
+    """Where a curve starts: the median of its first points (3, or 5% of a long curve)."""
+    k = max(3, len(y) // 20)
+    return float(np.median(y[:k])) if len(y) else 0.0
+
+
 def tail_level(y: np.ndarray, k_after: int) -> float:
     """A curve's end level: the median of its last few points (up to 5, at most half of those after its best)."""
     k = int(np.clip(k_after // 2, 1, 5))

@@ -37,7 +37,8 @@ def detect_grad_spikes(ctx: Context) -> list[Signal]:
         n = len(y)
         if n < GRAD_SPIKE_MIN_POINTS:
             continue
-        window = int(np.clip(n // 5, 5, 200))
+        # a long trailing window: on a short log a few earlier peaks must not lift the baseline
+        window = int(np.clip(n // 2, 10, 200))
         base = trailing(y, window, "median", min_periods=max(3, window // 2))
         mad = trailing(np.abs(y - base), window, "median", min_periods=max(3, window // 2))
         with np.errstate(all="ignore"):

@@ -15,6 +15,7 @@ from advisor.detectors.base import (
     LOSS_ROLES,
     MAD_TO_SIGMA,
     Context,
+    crosses_zero,
     episodes,
     fmt,
     noise_sigma,
@@ -24,10 +25,11 @@ from advisor.detectors.base import (
     quantum,
     rolling_median,
     spearman,
+    start_level,
     tail_level,
     what,
 )
-from advisor.models import Signal
+from advisor.models import Series, Signal
 
 
 # ---- nan_inf --------------------------------------------------------------------------------------
@@ -99,6 +101,25 @@ SPIKES_REPORTED = 3
 # digit): a loss of 0.0003 printing as 0.0008 is not a spike anyone should act on.
 SPIKE_MIN_RANGE_SHARE = 0.05
 SPIKE_MIN_QUANTA = 10
+# Severity is scale-free, against what the loss is about, not against a level that has fallen to ~0:
+# - a loss below a tenth of where it started is judged against that tenth (one misclassified sample in
+#   a batch of 16 takes a 0.05 loss to 0.3: 6x its level, but a tenth of the way back to the start);
+# - a loss term is judged by how much it moves the total (a term at 1% of the total can triple unseen);
+# - excursions that recur (5+ episodes) and this one no more than 3x their median size are the series'
+#   own heavy-tailed minibatch noise (Simsekli et al. 2019, heavy-tailed SGD noise), a note at most.
+SPIKE_LEVEL_FLOOR = 0.1
+SPIKE_RECURRENT = 5
+SPIKE_STANDOUT = 3.0
+
+
+def _total_level(ctx: Context, s: Series, step: float) -> float | None:
+    """The level of the total a loss term belongs to, at a step."""
+    total_name = s.component_of or (ctx.main_loss.name if ctx.main_loss is not None else None)
+    total = ctx.get(total_name) if total_name and total_name != s.name else None
+    if total is None or not len(ctx.curve(total)):
+        return None
+    tc = ctx.curve(total)
+    return float(np.interp(step, tc.r_steps, rolling_median(tc.r_level, 5)))
 
 
 def detect_spikes(ctx: Context) -> list[Signal]:
@@ -108,7 +129,7 @@ def detect_spikes(ctx: Context) -> list[Signal]:
         steps = c.r_steps
         y = -c.r_low if s.higher_is_better else c.r_high
         n = len(y)
-        if n < SPIKE_MIN_POINTS:
+        if n < SPIKE_MIN_POINTS or crosses_zero(c.r_level):
             continue
         half = int(np.clip(n // 20, 3, 50))
         w = 2 * half + 1
@@ -123,9 +144,17 @@ def detect_spikes(ctx: Context) -> list[Signal]:
         spread = float(np.percentile(settled, 99) - np.percentile(settled, 1))
         floor = max(SPIKE_MIN_RANGE_SHARE * spread, SPIKE_MIN_QUANTA * quantum(y))
         flags = (z >= SPIKE_Z) & (rel >= SPIKE_REL) & (y - base >= floor)
+        flags[0] = False  # the first logged point is where the loss starts, never a spike
+        eps = episodes(flags, max_gap=1)
+        excess = np.array([max(y[i] - base[i] for i in ep.members) for ep in eps])
+        recurrent = len(eps) >= SPIKE_RECURRENT
+        typical_excess = float(np.median(excess)) if len(excess) else 0.0
+        start = abs(start_level(-c.r_level if s.higher_is_better else c.r_level))
         found = []
-        for ep in episodes(flags, max_gap=1):
+        for ep in eps:
             peak = max(ep.members, key=lambda i: rel[i])
+            if ep.first > 0 and y[peak] <= y[ep.first - 1]:
+                continue  # still on its way down from a higher point (a steep start): no spike rises above its past
             after = y[ep.last + 1: ep.last + 1 + half]
             returned = len(after) == 0 or float(np.median(after)) <= base[peak] + 0.5 * (y[peak] - base[peak])
             if not returned:
@@ -133,20 +162,30 @@ def detect_spikes(ctx: Context) -> list[Signal]:
             found.append((ep, peak))
         found.sort(key=lambda e: -rel[e[1]])
         for ep, peak in found[:SPIKES_REPORTED]:
-            r = float(rel[peak])
+            jump = float(y[peak] - base[peak])
+            judge = max(abs(float(base[peak])), SPIKE_LEVEL_FLOOR * start)
+            total = _total_level(ctx, s, float(steps[peak])) if s.role == "loss_component" else None
+            if total is not None:
+                judge = max(judge, abs(total))
+            r = jump / judge if judge > 0 else float(rel[peak])
             severity = "high" if r >= SPIKE_HIGH_REL else "medium" if r >= SPIKE_MEDIUM_REL else "low"
+            noise_like = recurrent and jump < SPIKE_STANDOUT * typical_excess
+            if noise_like:
+                severity = "low"
             value, baseline = float(y[peak]), float(base[peak])
             with np.errstate(all="ignore"):
                 ratio = value / baseline if baseline else math.inf
             if s.higher_is_better:
                 value, baseline = -value, -baseline
             summary = (f"{s.name} spikes to {fmt(value)} at {ctx.run.axis} {fmt(float(steps[peak]))}, "
-                       f"{ratio:.1f}x its running level of {fmt(baseline)}, then returns.")
+                       f"{ratio:.1f}x its running level of {fmt(baseline)}, then returns"
+                       + (f" — one of {len(eps)} similar excursions, the loss's own noise." if noise_like else "."))
             out.append(ctx.signal("spike", s, steps[ep.first], steps[ep.last], severity, summary,
                                   f"sudden spike in the {what(s)} that recovers", value=float(z[peak]), threshold=SPIKE_Z,
                                   numbers={"peak": value, "peak_step": float(steps[peak]), "baseline": baseline,
-                                           "ratio": ratio if math.isfinite(ratio) else None,
-                                           "robust_z": float(z[peak]), "points": len(ep.members), "count": len(found)}))
+                                           "ratio": ratio if math.isfinite(ratio) else None, "severity_ratio": r,
+                                           "robust_z": float(z[peak]), "points": len(ep.members), "count": len(found),
+                                           "excursions": len(eps), **({"total_level": total} if total is not None else {})}))
     return out
 
 
@@ -164,7 +203,7 @@ def detect_divergence(ctx: Context) -> list[Signal]:
         c = ctx.curve(s)
         steps, y = c.r_steps, c.oriented(c.r_level)
         n = len(y)
-        if n < 5:
+        if n < 5 or crosses_zero(c.r_level):
             continue
         ys = rolling_median(y, odd(n // 10) if n >= 20 else 1)
         after = np.flatnonzero(steps > ctx.early_end)
@@ -196,6 +235,69 @@ def detect_divergence(ctx: Context) -> list[Signal]:
     return out
 
 
+# ---- blowup -------------------------------------------------------------------------------------------
+# Between a spike (one or two points) and divergence (never comes back): the smoothed loss climbs to at
+# least 1.5x its best level so far, stays up for several logs, then falls back at least halfway. The
+# loss-spike literature describes exactly these excursions in large runs (Chowdhery et al. 2022, PaLM:
+# spikes over tens to hundreds of steps that recover; Molybog et al. 2023 trace them to Adam's update
+# size); fastai's LR finder calls 4x the minimum a blow-up, so 4x is high here too.
+BLOWUP_RISE = 1.5
+BLOWUP_HIGH = 4.0
+BLOWUP_MIN_POINTS = 3  # fewer is a spike
+BLOWUP_RECOVERY = 0.5  # falls back at least halfway from its peak to where it started
+BLOWUP_MIN_SHARE_OF_START = SPIKE_LEVEL_FLOOR  # and climbs by a tenth of the loss's starting level at least
+BLOWUP_NOISE_SIGMAS = 4.0  # the two medians (before, during) differ by 4 standard errors (a median's is 1.25 sigma/sqrt(n))
+
+
+def detect_blowup(ctx: Context) -> list[Signal]:
+    out = []
+    for s in ctx.with_role("loss", "val_loss"):
+        c = ctx.curve(s)
+        steps, y = c.r_steps, c.oriented(c.r_level)
+        n = len(y)
+        if n < 10 or crosses_zero(c.r_level):
+            continue
+        w = odd(max(3, n // 25))
+        ys = rolling_median(y, w)  # one-point spikes removed: they are the spike detector's
+        best = np.minimum.accumulate(ys)
+        start = abs(start_level(y))
+        sigma = noise_sigma(y)
+        with np.errstate(all="ignore"):
+            up = (best > 0) & (ys >= BLOWUP_RISE * best) & (ys - best >= BLOWUP_MIN_SHARE_OF_START * start) & (steps > ctx.early_end)
+        found = []
+        for ep in episodes(up, max_gap=w):
+            inside = y[ep.first: ep.last + 1]
+            pre = y[max(0, ep.first - max(5, w)): ep.first]
+            if len(inside) < BLOWUP_MIN_POINTS or len(pre) < 3:
+                continue
+            before, up_level = float(np.median(pre)), float(np.median(inside))
+            # the excursion as a whole, in raw points: 1.5x the level just before it and beyond the noise
+            if before <= 0 or up_level < BLOWUP_RISE * before or up_level - before < BLOWUP_NOISE_SIGMAS * 1.25 * sigma * math.sqrt(1 / len(inside) + 1 / len(pre)):
+                continue
+            peak = ep.first + int(np.argmax(ys[ep.first: ep.last + 1]))
+            top = float(ys[peak])
+            later = ys[ep.last + 1:]
+            bar = before + BLOWUP_RECOVERY * (top - before)
+            if not len(later) or float(later.min()) > bar:
+                continue  # never came back: divergence or a level shift describes it
+            back = ep.last + 1 + int(np.argmax(later <= bar))
+            found.append((top / before, ep.first, peak, back, before))
+        found.sort(key=lambda f: -f[0])
+        for factor, i0, peak, back, before in found[:SPIKES_REPORTED]:
+            severity = "high" if factor >= BLOWUP_HIGH else "medium"
+            raw_peak = float(c.r_level[i0 + int(np.argmax(c.r_level[i0: back + 1]))])
+            summary = (f"{s.name} climbs from about {fmt(before)} at {ctx.run.axis} {fmt(float(steps[i0]))} to {fmt(raw_peak)} "
+                       f"({factor:.1f}x, smoothed) over {back - i0} logs, then recovers to {fmt(float(ys[back]))} by "
+                       f"{ctx.run.axis} {fmt(float(steps[back]))}: a blow-up the run survived.")
+            out.append(ctx.signal("blowup", s, steps[i0], steps[back], severity, summary,
+                                  f"{what(s)} blows up for a while then recovers, loss spike over many steps",
+                                  value=factor, threshold=BLOWUP_RISE,
+                                  numbers={"before": before, "peak": raw_peak, "peak_step": float(steps[peak]), "factor": factor,
+                                           "recovered_to": float(ys[back]), "recovered_step": float(steps[back]),
+                                           "logs_up": back - i0, "episodes": len(found)}))
+    return out
+
+
 # ---- oscillation ------------------------------------------------------------------------------------
 # Loss going up and down wildly: consecutive swings between turning points, each at least half of the
 # lower level, several in a row (AUTOTRAINER, Zhang et al. 2021, flags oscillating loss as a training
@@ -212,7 +314,7 @@ def detect_oscillation(ctx: Context) -> list[Signal]:
         c = ctx.curve(s)
         steps, y = c.r_steps, c.oriented(c.r_level)
         n = len(y)
-        if n < 8:
+        if n < 8 or crosses_zero(c.r_level):
             continue
         d = np.diff(y)
         nz = np.flatnonzero(d != 0)
