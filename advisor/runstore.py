@@ -109,13 +109,19 @@ def _sql_value(v: float) -> float | None:
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
-def write_readings(con: sqlite3.Connection, rows: Iterable[tuple[int, str, float, float]]) -> None:
-    """Append (step, name, value, time) rows in one transaction (with the heartbeat)."""
+def write_readings(con: sqlite3.Connection, rows: Iterable[tuple[int, str, float, float]], plain: bool = False) -> None:
+    """Append (step, name, value, time) rows in one transaction (with the heartbeat).
+
+    plain=True: a list whose steps are Python ints and values Python floats or ints (the probe's
+    rows), bound as they are, in C (SQLite stores NaN as NULL). Anything else is converted row by
+    row: a numpy number would otherwise be stored as a blob.
+    """
+    sql = "INSERT INTO readings(step, name, value, time) VALUES (?, ?, ?, ?)"
     with con:
-        con.executemany(
-            "INSERT INTO readings(step, name, value, time) VALUES (?, ?, ?, ?)",
-            ((int(s), n, _sql_value(float(v)), t) for s, n, v, t in rows),
-        )
+        if plain:
+            con.executemany(sql, rows)
+        else:
+            con.executemany(sql, ((int(s), n, _sql_value(float(v)), t) for s, n, v, t in rows))
         write_heartbeat(con)
 
 

@@ -161,6 +161,8 @@ class Probe:
         self._hardware = HardwareReader() if hardware and self.rank == 0 else None
         if self._acts is not None:
             self._acts.set_armed(self._is_sampled(self._next_step))
+        # Whether the next unsampled step may take the short path (nothing staged, no update to read).
+        self._fast = True
         self._write_meta(self._start_meta(compiled, meta))
         self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
         atexit.register(self._atexit)
@@ -178,6 +180,8 @@ class Probe:
             self._force_next = False
             return
         try:
+            if self._fast and step is None and self._next_step % self.every and self._fast_step(named):
+                return
             self._step(step, named)
         except Exception as exc:
             self._break(exc)
@@ -221,6 +225,7 @@ class Probe:
             named = {n: v for n, v in named.items() if n not in _CONTROL}
             scalars, tensors = self._split(named)
             self._staged_scalars.update(scalars)
+            self._fast = False
             if tensors and self.will_sample:
                 with _plain_math():
                     sources = self._tensor_sources(tensors, None, mergeable=True)
@@ -238,6 +243,7 @@ class Probe:
     def sample_next(self) -> None:
         """Make the next step a sampled one (arms the activation hooks now, before its forward)."""
         self._force_next = True
+        self._fast = False
         if self._acts is not None and not self._broken:
             self._acts.set_armed(True)
 
@@ -270,6 +276,7 @@ class Probe:
         if self._closed:
             return
         self._closed = True
+        self._fast = False
         try:
             atexit.unregister(self._atexit)
         except Exception:
@@ -356,7 +363,58 @@ class Probe:
         self._next_step = k + 1
         if self._acts is not None:
             self._acts.set_armed(self.will_sample)
+        self._fast = not (self._staged or self._staged_scalars or (self._params is not None and self._params.has_snapshot()))
         self._maybe_flush()
+
+    def _fast_step(self, named: dict[str, Any]) -> bool:
+        """An unsampled step whose arguments are plain scalars: queue them and return (a few µs).
+
+        Returns False, having changed nothing, for anything else; step() then takes the full path.
+        """
+        k = self._next_step
+        rows = []
+        step_time = data_time = None
+        if self._writer is not None:
+            now = time.time()
+            for name, value in named.items():
+                cls = type(value)
+                if cls is float or cls is int:
+                    rows.append((k, name, value, now))
+                elif isinstance(value, Tensor) and name not in _CONTROL:
+                    if value.numel() == 1:
+                        # A CPU number is read now; a device one is kept until the flush (no sync).
+                        rows.append((k, name, value.item() if value.is_cpu else value.detach(), now))
+                    # other tensors are only read on sampled steps
+                elif name == "step_time":
+                    step_time = float(value)
+                elif name == "data_time":
+                    data_time = float(value)
+                elif name == "scaler" and self._amp["grad_scaler"]:
+                    continue
+                elif value is None or (isinstance(value, (tuple, list)) and name not in _CONTROL):
+                    continue  # lists of tensors, like tensors, wait for a sampled step
+                elif name in _CONTROL or not _is_scalar(value):
+                    return False
+                else:
+                    rows.append((k, name, float(value), now))
+        elif any(n in ("codebook_size", "scaler") for n in named):
+            return False
+        self._pending.extend(rows)
+        self._interval_calls += 1
+        if step_time is not None:
+            self._user_step_time[0] += step_time
+            self._user_step_time[1] += 1
+        if data_time is not None:
+            self._user_data_time[0] += data_time
+            self._user_data_time[1] += 1
+        self._steps += 1
+        self._last_step = k
+        self._next_step = k + 1
+        if self._acts is not None and self._is_sampled(k + 1):
+            self._acts.set_armed(True)
+        if len(self._pending) >= _MAX_PENDING or time.monotonic() - self._last_flush >= self.flush_seconds:
+            self._flush()
+        return True
 
     def _read_sampled(self, k: int, now: float, sources: dict[str, _Source], model_readings: bool) -> None:
         if model_readings and self._acts is not None:
@@ -427,7 +485,7 @@ class Probe:
                 if value.device.type == "cpu":
                     value = value.detach().item()
                 else:  # stays on the device until the next flush, which reads all of them at once
-                    value = value.detach().reshape(())
+                    value = value.detach()
             else:
                 value = float(value)
             self._pending.append((k, name, value, now))
@@ -587,25 +645,37 @@ class Probe:
         if not pending or self._writer is None:
             return
         started = time.perf_counter()
-        by_device: dict[torch.device, list[int]] = {}
-        for i, (_, _, value, _) in enumerate(pending):
-            if isinstance(value, Tensor):
-                by_device.setdefault(value.device, []).append(i)
-        values: list[Any] = [v for _, _, v, _ in pending]
-        for indices in by_device.values():
-            # cat() promotes mixed dtypes; one copy to the host per device.
-            flat = torch.cat([values[i].reshape(-1) for i in indices]).double().cpu().tolist()
-            offset = 0
-            for i in indices:
-                size = values[i].numel()
-                values[i] = flat[offset : offset + size]
-                offset += size
-        rows = []
-        for (k, name, _, t), value in zip(pending, values):
-            if isinstance(name, tuple):
-                rows.extend((k, n, float(v), t) for n, v in zip(name, value))
-            else:
-                rows.append((k, name, float(value[0] if isinstance(value, list) else value), t))
+        tensor_at: list[int] = []
+        for i, row in enumerate(pending):
+            kind = type(row[2])
+            if kind is not float and kind is not int:
+                if isinstance(row[2], Tensor):
+                    tensor_at.append(i)
+                else:  # numpy and other numbers: plain floats for SQLite
+                    pending[i] = (row[0], row[1], float(row[2]), row[3])
+        rows = pending
+        if tensor_at:
+            by_device: dict[torch.device, list[int]] = {}
+            for i in tensor_at:
+                by_device.setdefault(pending[i][2].device, []).append(i)
+            host: dict[int, list[float]] = {}
+            for indices in by_device.values():
+                # cat() promotes mixed dtypes; one copy to the host per device.
+                flat = torch.cat([pending[i][2].reshape(-1) for i in indices]).double().cpu().tolist()
+                offset = 0
+                for i in indices:
+                    size = pending[i][2].numel()
+                    host[i] = flat[offset : offset + size]
+                    offset += size
+            rows = []
+            for i, (k, name, value, t) in enumerate(pending):
+                values = host.get(i)
+                if values is None:
+                    rows.append((k, name, value, t))
+                elif isinstance(name, tuple):
+                    rows.extend((k, n, v, t) for n, v in zip(name, values))
+                else:
+                    rows.append((k, name, values[0], t))
         self._cost("transfer", time.perf_counter() - started)
         self._writer.readings(rows)
 
@@ -637,6 +707,7 @@ class Probe:
     def _break(self, exc: BaseException) -> None:
         """An error in the probe's own machinery: stop probing, keep training."""
         self._broken = True
+        self._fast = False
         message = f"{type(exc).__name__}: {exc}"
         self._warn(f"probe stopped after an internal error ({message}); training goes on")
         self._event(self._next_step, "probe_disabled", "probe", "".join(traceback.format_exception(exc)))

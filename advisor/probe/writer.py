@@ -108,14 +108,14 @@ class StoreWriter:
                     syncs.append(payload)
                 else:
                     if rows:
-                        runstore.write_readings(self._con, rows)
+                        runstore.write_readings(self._con, rows, plain=True)
                         rows = []
                     if kind == "meta":
                         runstore.write_meta(self._con, payload)
                     elif kind == "event":
                         runstore.write_event(self._con, *payload)
             if rows:
-                runstore.write_readings(self._con, rows)
+                runstore.write_readings(self._con, rows, plain=True)
         except Exception as exc:  # disk full, locked file...: keep the thread alive, report once
             self.error = exc
         finally:
