@@ -6,9 +6,10 @@ import csv
 import json
 import math
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -74,11 +75,12 @@ def annotate_run(run: Run, kb: KnowledgeBase | str | Path | None = None) -> dict
     }
 
 
-def annotate(path: str | Path, kb: KnowledgeBase | str | Path | None = None, roles_file: str | Path | None = None) -> dict:
+def annotate(path: str | Path, kb: KnowledgeBase | str | Path | None = None, roles_file: str | Path | None = None,
+             run: str | None = None) -> dict:
     """Read a log, detect symptoms, and return the annotation document (`advisor annotate --json`)."""
-    from advisor.logs import read_log
+    from advisor.readers import read_log
 
-    return annotate_run(read_log(path, roles_file=roles_file), kb=kb)
+    return annotate_run(read_log(path, roles_file=roles_file, run=run), kb=kb)
 
 
 # ---- writing the log back with annotations ------------------------------------------------
@@ -125,19 +127,70 @@ def _row_step(row: dict, axis: str, index: int) -> float | None:
         return None
 
 
+def output_path(out: str | Path) -> Path:
+    """The file to write for OUT: a new path, a regular file, or the regular file a symlink points at.
+
+    Refuses directories, devices, FIFOs and sockets (replacing `/dev/null` or a pipe with a file would
+    break the user's system or plumbing), dangling symlinks and read-only files, each in one line.
+    """
+    p = Path(out).expanduser()
+    try:
+        st = p.stat()  # follows symlinks
+    except FileNotFoundError:
+        if p.is_symlink():
+            raise AdvisorError(f"{p} is a symlink to a missing file; give the file path itself.") from None
+        return p
+    except OSError as exc:
+        raise AdvisorError(f"{p} cannot be written: {exc.strerror or exc}.") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise AdvisorError(f"{p} is a directory; give a file path to write to.")
+    if not stat.S_ISREG(st.st_mode):
+        raise AdvisorError(f"{p} is not a regular file (a device, FIFO or socket); refusing to replace it.")
+    if not os.access(p, os.W_OK):
+        raise AdvisorError(f"{p} is read-only; refusing to replace it.")
+    return p.resolve() if p.is_symlink() else p
+
+
+def write_atomically(out: str | Path, write: Callable[[Path], None]) -> Path:
+    """Write through a temporary file beside the target and rename it into place (never half-written).
+
+    `write(tmp)` fills the temporary file. The result has the mode the user's umask gives a new file,
+    or the mode of the file it replaces. Returns the path written (a symlink's target).
+    """
+    target = output_path(out)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for any new file
+    except OSError as exc:
+        raise AdvisorError(f"{target} cannot be written: {exc.strerror or exc}.") from None
+    os.close(fd)
+    try:
+        write(tmp)
+        if target.exists():
+            os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise AdvisorError(f"{target} cannot be written: {exc.strerror or exc}.") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
 def write_annotated(run: Run, result: dict, out: str | Path) -> int:
     """Write the log's rows as JSON Lines with an `annotations` field on the rows each annotation covers.
 
-    Written to a temporary file and moved into place, so an error never leaves a half-written OUT.
+    Written through `write_atomically`, so an error never leaves a half-written OUT.
     Returns the number of rows written.
     """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     spans = [(a["start"], a["end"], {k: a[k] for k in ("signal", "metric", "severity", "summary")} | {"suggestions": [s["id"] for s in a["suggestions"]]}) for a in result["annotations"]]
-    fd, tmp = tempfile.mkstemp(prefix=out.name, dir=out.parent)
     rows = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+
+    def write(tmp: Path) -> None:
+        nonlocal rows
+        with open(tmp, "w", encoding="utf-8") as fh:
             for i, row in enumerate(_raw_rows(run)):
                 step = _row_step(row, run.axis, i)
                 marks = [info for start, end, info in spans if step is not None and start <= step <= end]
@@ -146,10 +199,8 @@ def write_annotated(run: Run, result: dict, out: str | Path) -> int:
                     record["annotations"] = marks
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
                 rows += 1
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    write_atomically(out, write)
     return rows
 
 
@@ -246,8 +297,43 @@ def render_markdown(run: Run, result: dict) -> str:
     return "\n".join(out)
 
 
+PLOT_FORMATS = ("png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp")
+# Axis limits past these are clipped: matplotlib's tick and transform arithmetic overflows near ±1e308.
+PLOT_LIMIT = 1e300
+
+
+def robust_limits(values: np.ndarray) -> tuple[float, float] | None:
+    """y limits that show the bulk of a curve: its finite range, or the 1st-99th percentile range
+    (padded) when a few points lie far outside it, as one spike of 1e30 would flatten the rest."""
+    finite = values[np.isfinite(values)]
+    finite = finite[np.abs(finite) < PLOT_LIMIT]
+    if len(finite) == 0:
+        return None
+    with np.errstate(all="ignore"):
+        lo, hi = float(finite.min()), float(finite.max())
+        q_lo, q_hi = (float(q) for q in np.percentile(finite, [1, 99]))
+        bulk = q_hi - q_lo
+        if np.isfinite(bulk) and bulk > 0 and (hi - q_hi > 3 * bulk or q_lo - lo > 3 * bulk):
+            lo, hi = q_lo - 0.5 * bulk, q_hi + 0.5 * bulk
+        pad = 0.05 * (hi - lo) if hi > lo else max(abs(lo) * 0.05, 1e-12)
+        lo, hi = lo - pad, hi + pad
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo >= hi:
+        mid = float(np.median(finite))
+        return mid - 1.0, mid + 1.0
+    return lo, hi
+
+
 def plot(run: Run, result: dict, out: str | Path) -> Path:
-    """Draw each annotated metric with its flagged windows shaded (matplotlib, no display needed)."""
+    """Draw each annotated metric with its flagged windows shaded (matplotlib, no display needed).
+
+    The y axis shows the bulk of each curve (`robust_limits`); points beyond it, and NaN/Inf points,
+    are drawn as markers on the edge and counted in the legend, so nothing is hidden.
+    """
+    suffix = Path(out).suffix.lower().lstrip(".")
+    if suffix not in PLOT_FORMATS:
+        raise AdvisorError(f"--plot {out}: {'.' + suffix if suffix else 'no extension'} is not an image format; use one of "
+                           + ", ".join("." + f for f in PLOT_FORMATS[:4]) + ".")
+    output_path(out)  # refuse a device, FIFO or directory before drawing
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,19 +346,42 @@ def plot(run: Run, result: dict, out: str | Path) -> Path:
         raise AdvisorError("nothing to plot: the log has no series")
     colors = {"high": "#d62728", "medium": "#ff7f0e", "low": "#bcbd22"}
     fig, axes = plt.subplots(len(metrics), 1, figsize=(9, 2.3 * len(metrics)), sharex=True, squeeze=False)
-    for ax, name in zip(axes[:, 0], metrics):
-        s = run.series[name]
-        ax.plot(s.steps, s.values, lw=1.2, color="#1f77b4")
-        ax.set_ylabel(name, fontsize=8)
-        for a in result["annotations"]:
-            if a["metric"] == name:
-                ax.axvspan(a["start"], a["end"], color=colors[a["severity"]], alpha=0.25)
-                ax.text(a["start"], ax.get_ylim()[1], f" {a['signal']}", fontsize=7, va="top", color=colors[a["severity"]])
-    axes[-1, 0].set_xlabel(result["axis"])
-    fig.suptitle(Path(result["log"]).name, fontsize=10)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    try:
+        with np.errstate(all="ignore"):
+            x_all = np.concatenate([run.series[m].steps for m in metrics]).astype(np.float64)
+            x_lim = robust_limits(x_all)
+            for ax, name in zip(axes[:, 0], metrics):
+                _plot_series(ax, run.series[name], x_lim)
+                ax.set_ylabel(name, fontsize=8)
+                for a in result["annotations"]:
+                    if a["metric"] == name and np.isfinite(a["start"]) and np.isfinite(a["end"]):
+                        start, end = (float(np.clip(v, -PLOT_LIMIT, PLOT_LIMIT)) for v in (a["start"], a["end"]))
+                        ax.axvspan(start, end, color=colors[a["severity"]], alpha=0.25)
+                        ax.text(start, ax.get_ylim()[1], f" {a['signal']}", fontsize=7, va="top", color=colors[a["severity"]])
+            axes[-1, 0].set_xlabel(result["axis"])
+            fig.suptitle(Path(result["log"]).name, fontsize=10)
+            fig.tight_layout()
+            return write_atomically(out, lambda tmp: fig.savefig(tmp, dpi=110, format=suffix))
+    finally:
+        plt.close(fig)
+
+
+def _plot_series(ax, s, x_lim: tuple[float, float] | None) -> None:
+    steps = np.clip(np.nan_to_num(s.steps.astype(np.float64), nan=0.0), -PLOT_LIMIT, PLOT_LIMIT)
+    values = s.values.astype(np.float64)
+    y_lim = robust_limits(values) or (-1.0, 1.0)
+    finite = np.isfinite(values)
+    ax.plot(steps, np.where(finite, np.clip(values, *y_lim), np.nan), lw=1.2, color="#1f77b4")
+    above, below = finite & (values > y_lim[1]), finite & (values < y_lim[0])
+    bad = ~finite
+    if above.any():
+        ax.plot(steps[above], np.full(above.sum(), y_lim[1]), "^", ms=4, color="#9467bd", label=f"{int(above.sum())} above the axis")
+    if below.any():
+        ax.plot(steps[below], np.full(below.sum(), y_lim[0]), "v", ms=4, color="#9467bd", label=f"{int(below.sum())} below the axis")
+    if bad.any():
+        ax.plot(steps[bad], np.full(bad.sum(), y_lim[1]), "x", ms=5, color="#d62728", label=f"{int(bad.sum())} NaN/Inf")
+    if above.any() or below.any() or bad.any():
+        ax.legend(fontsize=6, loc="upper right")
+    ax.set_ylim(*y_lim)
+    if x_lim is not None:
+        ax.set_xlim(*x_lim)
