@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-import types
 from typing import Iterator
 
 import pytest
@@ -18,6 +16,7 @@ from advisor.explain.compose import HEADING_CHECK, HEADING_FIXES, HEADING_GOING_
 from advisor.explain.core import Explanation, ThinkingFilter, strip_thinking
 from advisor.explain.grounding import (
     DATA_BEGIN,
+    Grounding,
     DATA_END,
     SYSTEM_PROMPT,
     build_grounding,
@@ -276,21 +275,31 @@ def test_explain_rejects_what_it_cannot_explain():
         explain(42)  # type: ignore[arg-type]
 
 
-def test_paths_and_descriptions_go_to_diagnose(monkeypatch):
-    calls = []
-    fake = types.ModuleType("advisor.diagnose")
+def test_paths_and_descriptions_go_to_the_analysis_with_the_users_notes(monkeypatch, tmp_path):
+    import advisor.analysis
+    import advisor.readers
+    from advisor.models import Run
 
-    def diagnose(path, describe=None, notes=None):
-        calls.append((path, describe))
+    monkeypatch.setenv("TRAIN_ADVISOR_NOTES", str(tmp_path / "notes.db"))
+    calls = []
+
+    def read_log(path, **kw):
+        return Run(path=str(path), format="csv", axis="step")
+
+    def analyse(run, describe=None, notes=None, **kw):
+        calls.append((run.path if run else None, describe))
         assert notes is not None, "explain ranks with the user's notes, as diagnose and the TUI do"
         return nan_run()
 
-    fake.diagnose = diagnose
-    monkeypatch.setitem(sys.modules, "advisor.diagnose", fake)
+    monkeypatch.setattr(advisor.readers, "read_log", read_log)
+    monkeypatch.setattr(advisor.analysis, "analyse", analyse)
     assert explain("runs/nan-run", describe="loss goes nan").citations[0] == "guide/001-loss-becomes-nan"
     explain(None, describe="loss goes nan")
     list(stream_explain("runs/other"))
-    assert calls == [("runs/nan-run", "loss goes nan"), (None, "loss goes nan"), ("runs/other", None)]
+    explain("demo")
+    from advisor import demo_run_path
+
+    assert calls == [("runs/nan-run", "loss goes nan"), (None, "loss goes nan"), ("runs/other", None), (demo_run_path(), None)]
 
 
 def test_a_description_given_with_a_diagnosis_reaches_the_prompt():
@@ -564,3 +573,119 @@ def test_api_key_env_indirection(tmp_path, monkeypatch):
 
 def test_redact_masks_the_key_and_key_shaped_tokens():
     assert redact("bad key sk-live-abcdefghijkl and mysecret", ["mysecret"]) == "bad key *** and ***"
+
+
+# -- vocabularies, layering, timeouts --------------------------------------------------------------
+
+
+def test_every_matched_by_value_has_a_phrase():
+    from advisor.explain.compose import MATCHED_BY_PHRASES
+    from advisor.models import MATCHED_BY
+
+    assert set(MATCHED_BY_PHRASES) == set(MATCHED_BY)  # what the real matcher emits: tests/test_explain_pipeline.py
+    e = explain(jepa_run().model_copy(update={"suggestions": [
+        s.model_copy(update={"matched_by": list(MATCHED_BY)}) for s in jepa_run().suggestions[:1]]}))
+    assert "the knowledge base links this signal to it and a search on the symptoms finds it too" in e.text
+    for value in set(MATCHED_BY) - {"link", "search"}:  # link+search says both
+        assert MATCHED_BY_PHRASES[value] in e.text, value
+
+
+def test_how_to_tell_table_is_keyed_by_the_kinds_the_detectors_emit():
+    from advisor.detectors import REGISTRY
+    from advisor.explain.howto import how_to_tell, how_to_tell_table
+    from advisor.explain.models import GroundedSignal
+
+    kinds, fallback = how_to_tell_table()
+    emitted = {d.kind for d in REGISTRY}
+    assert set(kinds) == emitted, f"missing: {sorted(emitted - set(kinds))}; no detector emits: {sorted(set(kinds) - emitted)}"
+    assert how_to_tell_table() is how_to_tell_table(), "loaded once"
+    for kind in sorted(emitted):
+        s = GroundedSignal(kind=kind, metric="m/x", severity="low", start_step=10, end_step=20, value=0.5, threshold=0.25)
+        sentence = how_to_tell(s)
+        assert "m/x" in sentence and "{" not in sentence, kind
+        assert unsupported_numbers(sentence, Grounding(signals=[s]), cited=[]) == [], kind
+
+
+def test_the_explain_modules_import_each_other_without_a_cycle():
+    import ast
+    from pathlib import Path
+
+    import advisor.explain
+
+    package = Path(advisor.explain.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in package.rglob("*.py"):
+        name = "advisor.explain." + ".".join(path.relative_to(package).with_suffix("").parts)
+        name = name.removesuffix(".__init__")
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        graph[name] = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+                       and n.module.startswith("advisor.explain.") and n.module != name}
+    seen: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        if seen.get(node) == 1:
+            raise AssertionError("import cycle: " + " -> ".join(stack + [node]))
+        if seen.get(node) == 2:
+            return
+        seen[node] = 1
+        for dep in graph.get(node, ()):
+            visit(dep, stack + [node])
+        seen[node] = 2
+
+    for module in graph:
+        if module != "advisor.explain":
+            visit(module, [])
+    assert "advisor.explain.grounding" not in graph["advisor.explain.howto"]
+
+
+def test_local_endpoints_get_a_timeout_sized_to_the_prompt():
+    from advisor.explain.options import DEFAULT_TIMEOUT, is_local_endpoint, sized_timeout
+
+    long = nan_run()
+    long.suggestions[0].steps = [f"Step {i}: " + "lower the learning rate and check the data " * 9 for i in range(8)]
+    p = explain_core._Prepared(long, None, "openai", {"model": "m", "base_url": "http://127.0.0.1:8080/v1"})
+    chars = len(prompt_text(p.messages))
+    assert p.backend.timeout == sized_timeout(chars, p.settings.max_tokens) > DEFAULT_TIMEOUT
+    # 4k tokens of prompt (~16k characters), as in the trial where a CPU model took 90 s to read it.
+    assert sized_timeout(16_000, 700) >= 90 + 60
+    given = explain_core._Prepared(long, None, "openai", {"model": "m", "base_url": "http://127.0.0.1:8080/v1", "timeout": 5})
+    remote = explain_core._Prepared(long, None, "openai", {"model": "m", "base_url": "https://api.example.com/v1"})
+    assert (given.backend.timeout, remote.backend.timeout) == (5, DEFAULT_TIMEOUT)
+    assert [is_local_endpoint(u) for u in ("http://localhost:11434/v1", "http://192.168.1.20:8000/v1", "http://[::1]:8000/v1",
+                                           "https://api.openai.com/v1", "http://gpu-box.local:8000/v1")] == [True, True, True, False, True]
+
+
+def test_check_options_fails_before_any_diagnosis():
+    from advisor.explain import check_options
+
+    with pytest.raises(AdvisorError, match="No model is configured"):
+        check_options("openai")
+    with pytest.raises(AdvisorError, match="Unknown explain backend"):
+        check_options("gpt")
+    check_options("none")
+
+
+def test_render_text_and_markdown_lead_with_fixes_and_tell_what_the_checker_did(scripted):
+    from advisor.explain import render_markdown, render_text
+
+    clean = explain(nan_run())
+    text = render_text(clean)
+    assert text.startswith("Fixes to try first\n──────────────────\n")
+    assert "What the checker" not in text and "Written by" not in text
+    md = render_markdown(clean)
+    assert md.startswith("## Fixes to try first")
+    assert "### 1. Loss becomes NaN [guide/001-loss-becomes-nan]" in md and "**Why:** addresses" in md
+    assert "\n- Add gradient clipping: `clip_grad_norm(params, max_norm=1.0)`\n" in md
+    assert "## What is probably going on" in md and "## How to tell if it worked" in md
+    scripted("Reduce learning rate by 10x [guide/001-loss-becomes-nan], then 0.25 [guide/042-invented]. "
+             "Run `rm -rf ~/`.")
+    e = explain(nan_run(), backend="openai", model="m")
+    assert e.text == "Reduce learning rate by 10x [guide/001-loss-becomes-nan], then 0.25 [not in the evidence]."
+    text = render_text(e)
+    assert "What the checker removed or could not verify" in text
+    assert "- removed a sentence with `rm -rf ~/`, which is not from the knowledge base" in text
+    assert "- removed guide/042-invented: no such entry is in the diagnosis" in text
+    assert "- marked 0.25 [not in the evidence]: neither in the run's evidence nor in a cited entry" in text
+    assert text.rstrip().endswith("Written by scripted-model; model asked: scripted-model.")
+    md = render_markdown(e)
+    assert "## What the checker removed or could not verify" in md and "rm -rf ~/" not in md.split("## What the checker")[0]

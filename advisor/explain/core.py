@@ -216,11 +216,15 @@ def _diagnosis(target: Target, describe: str | None) -> Diagnosis:
         raise AdvisorError("Nothing to explain: give a run directory, a log file, or a description of what you see.")
     if target is not None and not isinstance(target, (str, Path)):
         raise AdvisorError(f"explain needs a Diagnosis, a run or log path, or None; got {type(target).__name__}.")
-    from advisor.diagnose import diagnose  # lazy: diagnosing loads the KB and the log readers
-    from advisor.notes import NotesStore
+    # Lazy: the analysis loads the KB and the log readers. The one analysis service ranks as everywhere
+    # else, with the user's marks: dismissed entries gone, "did not help" lowered, "helped" raised.
+    from advisor.analysis import analyse
+    from advisor.notes import NotesStore, resolve_target
+    from advisor.readers import read_log
 
-    # The user's marks rank as they do everywhere: dismissed entries gone, "did not help" lowered.
-    return diagnose(target, describe=describe, notes=NotesStore())
+    notes = NotesStore()
+    path = resolve_target(target, notes) if target is not None else None  # a path, `demo`, a run opened before
+    return analyse(read_log(path) if path is not None else None, describe=describe, notes=notes)
 
 
 def check_options(backend: str | None = "none", **options: Any) -> None:
@@ -231,8 +235,8 @@ def check_options(backend: str | None = "none", **options: Any) -> None:
 def explain(target: Target, describe: str | None = None, backend: str | None = "none", **options: Any) -> Explanation:
     """Explain a diagnosis in prose, grounded in its suggestions and evidence.
 
-    `target` is a `Diagnosis`, or a run directory / log path (or None with `describe`) handed to
-    `advisor.diagnose.diagnose(target, describe=describe)`. `backend` is "none" (the deterministic
+    `target` is a `Diagnosis`, or a run directory / log path / `demo` (or None with `describe`), read
+    and ranked by `advisor.analysis.analyse` with the user's notes. `backend` is "none" (the deterministic
     composer), "openai" or "transformers"; None takes $TRAIN_ADVISOR_LLM_BACKEND or [llm] backend.
     `options` are the fields of `ExplainOptions` (base_url, model, api_key, timeout, retries,
     backoff, max_tokens, temperature, model_path, device, top, fallback_on_error, config_path).
