@@ -686,6 +686,6 @@ def test_render_text_and_markdown_lead_with_fixes_and_tell_what_the_checker_did(
     assert "- removed a sentence with `rm -rf ~/`, which is not from the knowledge base" in text
     assert "- removed guide/042-invented: no such entry is in the diagnosis" in text
     assert "- marked 0.25 [not in the evidence]: neither in the run's evidence nor in a cited entry" in text
-    assert text.rstrip().endswith("Written by scripted-model; model asked: scripted-model.")
+    assert text.rstrip().endswith("Written by scripted-model (openai backend), checked against the knowledge base and the run's evidence.")
     md = render_markdown(e)
     assert "## What the checker removed or could not verify" in md and "rm -rf ~/" not in md.split("## What the checker")[0]

@@ -21,7 +21,7 @@ import pytest
 from advisor.explain import explain, render_markdown, render_text, stream_explain
 from advisor.explain.render import HEADING_CHECKED
 from advisor.explain.check import NOT_IN_EVIDENCE, Checker, check_answer
-from advisor.explain.grounding import Grounding, build_grounding, grounding_from_messages
+from advisor.explain.grounding import Grounding, build_grounding, build_messages, grounding_from_messages
 from advisor.models import Diagnosis, Evidence, Signal, Suggestion
 from kb.models import Provenance
 
@@ -310,6 +310,9 @@ def test_user_imported_entries_are_labelled_in_the_prompt_and_the_text():
         "provenance": Provenance(file="/home/me/notes/my-notes.md", start_line=1, end_line=9)})
     g = build_grounding(d)
     assert g.suggestions[1].from_user == "your imported document my-notes.md" and g.suggestions[0].from_user is None
+    prompt = build_messages(g)
+    assert '"from_user": "your imported document my-notes.md"' in prompt[1]["content"]
+    assert '"from_user"' in prompt[0]["content"], "the system prompt says what the label means"
     e = explain(d)
     assert "2. Clip harder [my-notes/001-clip-harder] (from your imported document my-notes.md, not the shipped knowledge base)" in e.text
     assert "Steps (from your imported document my-notes.md):\n   - Run `python clip.py --max-norm 0.1`" in e.text

@@ -174,9 +174,10 @@ class Checker:
         for s in grounding.signals:
             evidence.append(s.model_dump_json())
         self._numbers, self._percents = source_numbers("\n".join(evidence))
-        # Actions the user's description or the run's path already hold are theirs to run.
         self._names = {n.casefold() for s in grounding.signals for n in (s.metric, s.kind)} | set(self._canonical)
-        self._action_text = _squash(f"{grounding.user_description or ''}\n{grounding.run or ''}")
+        # Names and commands the run's own evidence or the user's description hold are theirs (a metric
+        # named in a detector's summary, the command line the user said they ran).
+        self._action_text = _squash("\n".join(evidence))
         self._buffer = ""
         self._pending_sep = ""
         self._removed_since_shown = False

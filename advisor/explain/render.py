@@ -40,8 +40,22 @@ def finding_line(f: CheckFinding) -> str:
 
 def checked_lines(e: Explanation) -> list[str]:
     """One line per thing the checker did, most serious first; [] when it changed nothing."""
-    order = {"instruction": 0, "action": 1, "citation": 2, "number": 3}
-    return [finding_line(f) for f in sorted(e.findings, key=lambda f: order[f.kind])]
+    order = {"instruction": 0, "action": 1, "citation": 2}
+    lines = [finding_line(f) for f in sorted((f for f in e.findings if f.kind != "number"), key=lambda f: order[f.kind])]
+    numbers = list(dict.fromkeys(n for f in e.findings if f.kind == "number" for n in f.what.split(", ")))
+    if numbers:  # one line for all of them
+        lines.append(finding_line(CheckFinding(kind="number", what=", ".join(numbers), removed=False,
+                                               why=next(f.why for f in e.findings if f.kind == "number"))))
+    return lines
+
+
+def written_by(e: Explanation) -> str:
+    """Who wrote the text, and which model was asked (kept on a fallback too); '' for the composer backend."""
+    if e.backend == "none" or not e.model:
+        return ""
+    if e.fallback:
+        return f"Written by the built-in composer; the model asked was {e.model} ({e.backend} backend)."
+    return f"Written by {e.model} ({e.backend} backend), checked against the knowledge base and the run's evidence."
 
 
 def render_text(e: Explanation) -> str:
@@ -56,9 +70,8 @@ def render_text(e: Explanation) -> str:
     lines = checked_lines(e)
     if lines:
         out += ["", HEADING_CHECKED, "─" * len(HEADING_CHECKED), *[f"- {ln}" for ln in lines]]
-    if e.backend != "none" and e.model:
-        written = "the built-in composer (fallback)" if e.fallback else e.model
-        out += ["", f"Written by {written}; model asked: {e.model}."]
+    if written_by(e):
+        out += ["", written_by(e)]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -92,8 +105,7 @@ def render_markdown(e: Explanation) -> str:
     lines = checked_lines(e)
     if lines:
         out += ["", f"## {HEADING_CHECKED}", "", *[f"- {ln}" for ln in lines]]
-    if e.backend != "none" and e.model:
-        written = "the built-in composer (fallback)" if e.fallback else f"`{e.model}`"
-        out += ["", f"*Written by {written}; model asked: `{e.model}`.*"]
+    if written_by(e):
+        out += ["", f"*{written_by(e)}*"]
     text = "\n".join(out)
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
