@@ -203,6 +203,9 @@ _PATTERNS: list[tuple[re.Pattern, str]] = [
      "AMP mixed precision fp16 overflow loss scale reduced"),
     (re.compile(r"does not require grad|does not have a grad_fn|\.grad is none|grad is none|\.numpy\(\)|\.detach\(\)\.cpu\(\)", re.I),
      "gradients are zero tensor detached from the computation graph parameters don't update"),
+    # a held-out loss that rises is the textbook overfitting signal, with or without numbers
+    (re.compile(r"\b(?:val|valid|validation|eval|test|held-out)[\s_/-]*loss\w*\s+(?:\w+\s+){0,2}?(?:goes up|go up|went up|going up|rises|rising|increas\w*|climbs|climbing|creeps up|grows)", re.I),
+     "validation loss increasing overfitting"),
 ]
 
 
@@ -263,6 +266,6 @@ def findings(text: str) -> list[str]:
 
 def signal_words(text: str) -> list[str]:
     """The words `kb.search` appends to a query for the evidence it carries (empty for plain sentences)."""
-    if not re.search(r"\d|nan|inf|error|grad|numpy|scaler|overflow|memory", text, re.I):
+    if not re.search(r"\d|nan|inf|error|grad|numpy|scaler|overflow|memory|loss", text, re.I):
         return []
     return findings(text)
