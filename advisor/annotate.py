@@ -224,8 +224,8 @@ def sparkline(values: np.ndarray, width: int = 48, window: tuple[int, int] | Non
             chars.append("×")
         elif hi == lo:
             chars.append(SPARK[3])
-        else:
-            chars.append(SPARK[int((v - lo) / (hi - lo) * (len(SPARK) - 1))])
+        else:  # halves, so that a range of ±1e308 does not overflow
+            chars.append(SPARK[min(int((v / 2 - lo / 2) / (hi / 2 - lo / 2) * (len(SPARK) - 1)), len(SPARK) - 1)])
     line = "".join(chars)
     if window is None:
         return line
