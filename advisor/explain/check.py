@@ -74,13 +74,14 @@ _URL = re.compile(r"\b(?:(?:https?|ftp|file|ssh|git)://|www\.)[^\s<>`\"')\]]+", 
 _HOST = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{2,5})?(?![\w.]*\d)")
 _SHELL = re.compile(
     r"""(?<![\w/.\-])(?:sudo\s+)?
-        (?:(?:rm|rmdir|dd|mkfs\S*|chmod|chown|shred|curl|wget|scp|rsync|nc|ncat|kill|pkill|killall|bash|sh|zsh|eval|exec|iex|python3?)
+        (?:(?:rm|rmdir|dd|mkfs\S*|chmod|chown|shred|curl|wget|scp|rsync|nc|ncat|kill|pkill|killall|bash|sh|zsh|eval|exec|iex|
+             python3?|perl|ruby|node|powershell|pwsh|certutil)
              \s+(?=[-/~.$'"]|\w+://|[^\s|]*\s*[|>])
          |(?:pip3?|conda|apt|apt-get|brew|npm|git)\s+(?:install|uninstall|remove|clone|push|reset|clean|checkout|rm)\b)
         [^\n`\[]*?(?=\s*\[|[.;!?](?:\s|$)|\n|$)""",  # to the end of the sentence or a citation
     re.X,
 )
-_PIPE_TO_SHELL = re.compile(r"\|\s*(?:sudo\s+)?(?:ba|z|da)?sh\b")
+_PIPE_TO_SHELL = re.compile(r"\|\s*(?:sudo\s+)?(?:(?:ba|z|da)?sh|iex|python3?|perl|ruby|node|powershell|pwsh)\b", re.I)
 _FILE_EXT = (r"(?:sh|bash|zsh|ps1|bat|cmd|exe|py|ipynb|pt|pth|ckpt|bin|safetensors|csv|json|jsonl|ya?ml|toml|txt|log|"
              r"cfg|ini|pkl|npz|npy|h5|onnx|tar|gz|zip)")
 _FILE_NAME = re.compile(rf"\.{_FILE_EXT}$", re.I)
@@ -114,6 +115,7 @@ _ORDINAL_SUFFIX = {"st", "nd", "rd", "th"}
 
 # -- units -----------------------------------------------------------------------------------------
 
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.", "fig.", "eq.", "no.", "resp.")
 
 
@@ -254,6 +256,7 @@ class Checker:
 
     def _judge(self, body: str) -> str | None:
         """The unit as shown, or None when it is removed."""
+        body = _INVISIBLE.sub("", body)  # zero-width characters would hide a word from every pattern below
         m = _INSTRUCTION.search(body)
         if m:
             self._instructions.append(_short(body))
@@ -298,7 +301,7 @@ class Checker:
             return None
 
         def bracket(m: re.Match) -> str:
-            parts = [p.strip().strip("`'\"*").strip() for p in re.split(r"[,;]|\s+and\s+", m.group(1))]
+            parts = [p.strip().strip("`'\"*.:").strip() for p in re.split(r"[,;]|\s+and\s+", m.group(1))]
             if not parts or not all(_ID_IN_BRACKET.match(p) for p in parts if p):
                 return m.group(0)  # not a citation: [high], [1], [see below]
             kept = [k for k in (sort(p) for p in parts if p) if k]
@@ -408,7 +411,7 @@ def _actions(text: str) -> list[str]:
     found += [m.group(0).strip() for m in _SHELL.finditer(rest)]
     rest = _SHELL.sub(" ", rest)
     if _PIPE_TO_SHELL.search(rest):
-        found.append(rest.strip())  # "... | sh" after a command the list above does not name
+        found.append(re.sub(r"\s*\[[^\[\]\n]*\]", "", rest).strip(" .;"))  # "... | sh" after a command not named above
     found += [m.group(0).rstrip(".,;:") for m in _URL.finditer(rest)]
     rest = _URL.sub(" ", rest)
     found += [m.group(0) for m in _HOST.finditer(rest)]
