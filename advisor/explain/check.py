@@ -152,10 +152,6 @@ class CheckResult:
     instructions: list[str] = field(default_factory=list)  # text aimed at a model, never shown
     findings: list[CheckFinding] = field(default_factory=list)  # all of the above, for a person
 
-    @property
-    def changed(self) -> bool:
-        return bool(self.findings)
-
 
 class Checker:
     """Judges an answer unit by unit against a grounding; feed it pieces, read the checked text back.
@@ -257,8 +253,7 @@ class Checker:
     def _judge(self, body: str) -> str | None:
         """The unit as shown, or None when it is removed."""
         body = _INVISIBLE.sub("", body)  # zero-width characters would hide a word from every pattern below
-        m = _INSTRUCTION.search(body)
-        if m:
+        if _INSTRUCTION.search(body):
             self._instructions.append(_short(body))
             self._rest_of_line = True
             self._findings.append(CheckFinding(kind="instruction", what=_short(body),

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from advisor.explain.howto import how_to_tell
-from advisor.explain.models import EvidenceRef, GroundedSignal, GroundedSuggestion, Grounding, Number  # noqa: F401 (re-exported)
+from advisor.explain.models import EvidenceRef, GroundedSignal, GroundedSuggestion, Grounding  # noqa: F401 (re-exported)
 from advisor.models import SEVERITY_WEIGHT, AdvisorError, Diagnosis, Evidence, Signal, Suggestion
 from advisor.numbers import rounded
 from kb.models import SOURCE_KEYS
