@@ -462,3 +462,38 @@ def test_cuda_training_with_autocast(tmp_path):
     assert len(r["loss"][0]) == 6 and np.all(np.isfinite(r["loss"][1]))
     assert np.all(np.isfinite(r["embeddings/effective_rank"][1]))
     assert read_meta(tmp_path / "cuda")["device"].startswith("cuda")
+
+
+def test_max_overhead_spaces_sampled_steps_to_fit_the_budget(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def train(run, steps, max_overhead, pause=0.0):
+        with Probe(model, run=tmp_path / run, every=1, max_overhead=max_overhead) as probe:
+            for _ in range(steps):
+                x = torch.randn(16, 8)
+                out = model(x)
+                loss = out.pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                time.sleep(pause)  # a training step this long earns enough credit for every sample
+                probe.step(loss=loss, embeddings=out)
+                opt.step()
+            return probe.costs()
+
+    # A tiny model (a step of ~2 ms): its readings cost more than 10% of a step, so grid steps are skipped.
+    costs = train("tight", 60, 0.1, pause=0.002)
+    r = read_readings(tmp_path / "tight")
+    sampled = r["grad/global_norm"][0].tolist()
+    assert r["loss"][0].tolist() == list(range(60))  # scalars every step all the same
+    assert sampled[0] == 0 and 2 <= len(sampled) < 50 and costs["skipped_for_budget"] >= 10
+    # Skipped steps are skipped whole: activations come from exactly the sampled steps' forwards.
+    assert r["act/1/zero_fraction"][0].tolist() == sampled and r["embeddings/effective_rank"][0].tolist() == sampled
+    notes = [e for e in read_events(tmp_path / "tight") if e["name"] == "sampling"]
+    assert len(notes) == 1 and "10%" in notes[0]["message"]
+    assert read_meta(tmp_path / "tight")["max_overhead"] == 0.1
+
+    costs = train("roomy", 6, 0.5, pause=0.05)
+    assert costs["skipped_for_budget"] == 0
+    assert read_readings(tmp_path / "roomy")["grad/global_norm"][0].tolist() == list(range(6))

@@ -95,6 +95,11 @@ class Probe:
         flush_seconds: hand what was recorded to the store at least this often (live readers see
             readings this late at most; a killed process loses at most this much).
         meta: extra run metadata.
+        max_overhead: a cap on the share of training time the sampled readings take (e.g. 0.25).
+            When a sampled step costs more than the steps since the last one earned, the next grid
+            steps are skipped until it is paid for (said once in the store's events). None (the
+            default) reads every grid step whatever it costs, so which steps are read does not
+            depend on timing. Ignored in multi-process runs, whose ranks must sample the same steps.
     """
 
     def __init__(
@@ -113,9 +118,12 @@ class Probe:
         first_step: int = 0,
         flush_seconds: float = 2.0,
         meta: dict[str, Any] | None = None,
+        max_overhead: float | None = None,
     ) -> None:
         if every < 1:
             raise ValueError("every must be >= 1")
+        if max_overhead is not None and not max_overhead > 0:
+            raise ValueError("max_overhead must be > 0 (or None)")
         self.every = int(every)
         self.run = Path(run)
         self.embedding_names = tuple(embedding_names)
@@ -159,11 +167,20 @@ class Probe:
             else None
         )
         self._hardware = HardwareReader() if hardware and self.rank == 0 else None
+        # The cost budget (max_overhead): credit earned by training time, spent by the probe's own.
+        self.max_overhead = max_overhead if self.world_size == 1 else None
+        self._credit = 0.0
+        self._sample_cost: float | None = None  # seconds the last sampled step cost
+        self._last_exit: float | None = None  # perf_counter when the last step() returned (or __init__)
+        self._hook_seconds = 0.0  # activation hook time already accounted for
+        self._skipped = 0  # grid steps skipped to stay within the budget
+        self._planned = self._on_grid(self._next_step)  # whether step number _next_step is sampled
         if self._acts is not None:
-            self._acts.set_armed(self._is_sampled(self._next_step))
+            self._acts.set_armed(self._planned)
         # Whether the next unsampled step may take the short path (nothing staged, no update to read).
         self._fast = True
         self._write_meta(self._start_meta(compiled, meta))
+        self._last_exit = time.perf_counter()  # the first step's forward and backward earn credit too
         self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
         atexit.register(self._atexit)
 
@@ -180,9 +197,10 @@ class Probe:
             self._force_next = False
             return
         try:
-            if self._fast and step is None and self._next_step % self.every and self._fast_step(named):
+            entered = time.perf_counter()
+            if self._fast and step is None and not self._planned and not self._force_next and self._fast_step(named, entered):
                 return
-            self._step(step, named)
+            self._step(step, named, entered)
         except Exception as exc:
             self._break(exc)
 
@@ -238,7 +256,7 @@ class Probe:
     @property
     def will_sample(self) -> bool:
         """Whether the next step() will be a sampled one."""
-        return self._force_next or self._is_sampled(self._next_step)
+        return self._force_next or self._planned
 
     def sample_next(self) -> None:
         """Make the next step a sampled one (arms the activation hooks now, before its forward)."""
@@ -254,6 +272,7 @@ class Probe:
             out["activation"] = out.get("activation", 0.0) + self._acts.seconds
         out["steps"] = float(self._steps)
         out["sampled_steps"] = float(self._sampled_steps)
+        out["skipped_for_budget"] = float(self._skipped)
         return out
 
     @property
@@ -311,11 +330,46 @@ class Probe:
 
     # ------------------------------------------------------------------ one step
 
-    def _is_sampled(self, step: int) -> bool:
+    def _on_grid(self, step: int) -> bool:
         return step % self.every == 0
 
-    def _step(self, step: int | None, named: dict[str, Any]) -> None:
-        wall = time.perf_counter()
+    def _is_sampled(self, step: int) -> bool:
+        """Whether step number `step` is (or was) a sampled one: the plan for the next step, the grid
+        and the budget for any other."""
+        if step == self._next_step:
+            return self._planned
+        return self._on_grid(step) and self._affordable()
+
+    def _affordable(self) -> bool:
+        return self.max_overhead is None or self._sample_cost is None or self._credit >= self._sample_cost
+
+    def _account(self, entered: float, sampled: bool) -> None:
+        """Settle the budget for the step just taken and plan the next one (called last in a step)."""
+        next_on_grid = self._on_grid(self._next_step)
+        if self.max_overhead is None:
+            self._planned = next_on_grid
+            return
+        left = time.perf_counter()
+        hooks = self._acts.seconds if self._acts is not None else 0.0
+        hook_delta, self._hook_seconds = hooks - self._hook_seconds, hooks
+        spent = left - entered + hook_delta
+        if self._last_exit is not None:  # training time since the last call, hooks excluded
+            self._credit += self.max_overhead * max(entered - self._last_exit - hook_delta, 0.0)
+        self._credit -= spent
+        if sampled:
+            self._sample_cost = spent
+        if self._sample_cost is not None:  # no hoarding: credit beyond one sampled step is not kept
+            self._credit = min(self._credit, self._sample_cost)
+        self._last_exit = left
+        self._planned = next_on_grid and self._affordable()
+        if next_on_grid and not self._planned:
+            self._skipped += 1
+            if self._skipped == 1:
+                self._event(self._next_step, "note", "sampling", (
+                    f"sampled steps spaced out to keep the probe under {self.max_overhead:.0%} of the training time "
+                    f"(a sampled step costs {1e3 * spent:.2f} ms here); Probe(max_overhead=None) reads every grid step"))
+
+    def _step(self, step: int | None, named: dict[str, Any], wall: float) -> None:
         now = time.time()
         k = self._next_step if step is None else int(step)
         sampled = self._force_next or self._is_sampled(k)
@@ -361,12 +415,13 @@ class Probe:
 
         self._last_step = k
         self._next_step = k + 1
+        self._maybe_flush()
+        self._account(wall, sampled)
         if self._acts is not None:
             self._acts.set_armed(self.will_sample)
         self._fast = not (self._staged or self._staged_scalars or (self._params is not None and self._params.has_snapshot()))
-        self._maybe_flush()
 
-    def _fast_step(self, named: dict[str, Any]) -> bool:
+    def _fast_step(self, named: dict[str, Any], entered: float) -> bool:
         """An unsampled step whose arguments are plain scalars: queue them and return (a few µs).
 
         Returns False, having changed nothing, for anything else; step() then takes the full path.
@@ -410,10 +465,11 @@ class Probe:
         self._steps += 1
         self._last_step = k
         self._next_step = k + 1
-        if self._acts is not None and self._is_sampled(k + 1):
-            self._acts.set_armed(True)
         if len(self._pending) >= _MAX_PENDING or time.monotonic() - self._last_flush >= self.flush_seconds:
             self._flush()
+        self._account(entered, False)
+        if self._planned and self._acts is not None:
+            self._acts.set_armed(True)
         return True
 
     def _read_sampled(self, k: int, now: float, sources: dict[str, _Source], model_readings: bool) -> None:
@@ -790,6 +846,7 @@ class Probe:
             "status": "running",
             "started": time.time(),
             "every": self.every,
+            "max_overhead": self.max_overhead,
             "first_step": self._next_step,
             "torch_version": torch.__version__,
             "python_version": platform.python_version(),
