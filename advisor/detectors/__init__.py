@@ -51,14 +51,14 @@ REGISTRY: list[Detector] = [
              f"final window >= {progress.PLATEAU_MIN_FRACTION:.0%} of the run that improves < {progress.PLATEAU_REL_TOL:.0%} and stays in a {progress.PLATEAU_BAND:.0%} band",
              "Keras ReduceLROnPlateau / EarlyStopping (patience, min_delta)"),
     Detector("lr_decay_plateau", progress.detect_lr_decay_plateau,
-             f"LR cut abruptly, >= {progress.LR_CUT:g}x in all, and the training loss gains < {progress.LR_CUT_GAIN_SHARE:.0%} of its "
-             f"earlier gain or Welch t < {progress.LR_CUT_T:g} after it; medium while >= {progress.LR_CUT_STILL_HIGH:.0%} of its start",
+             f"LR cut abruptly, >= {progress.LR_CUT:g}x in all, and the training loss gains < {progress.LR_CUT_GAIN_SHARE:.0%} of its earlier gain, < {progress.LR_CUT_LEVEL_SHARE:.0%} of its level "
+             f"or Welch t < {progress.LR_CUT_T:g} after it; medium while >= {progress.LR_CUT_STILL_HIGH:.0%} of its start",
              "Keras ReduceLROnPlateau (cuts meant to unlock progress); Smith 2017 (LR too small stalls training)"),
     Detector("high_plateau", progress.detect_high_plateau,
              f"training loss's last third >= {1 - progress.HIGH_PLATEAU_DROP:.0%} of its start, or >= "
              f"{progress.HIGH_PLATEAU_CHANCE:.0%} of ln(C) when the classes are known (medium only then)",
              "Xiong et al. 2020 (post-LN transformers need warmup); Liu et al. 2020; ln(C) = cross-entropy at chance"),
-    Detector("oscillation", losses.detect_oscillation, f">= {losses.OSC_MIN_SWINGS} consecutive swings of >= {losses.OSC_SWING_REL:.0%} of the lower level",
+    Detector("oscillation", losses.detect_oscillation, f">= {losses.OSC_MIN_SWINGS} consecutive swings of >= {losses.OSC_SWING_REL:.0%} of the lower level; medium: ongoing, >= {losses.OSC_MEDIUM_SWINGS} swings over >= {losses.OSC_MEDIUM_COVERAGE:.0%} of the series",
              "Zhang et al. 2021 (AUTOTRAINER: oscillating loss)"),
     Detector("overfitting", progress.detect_overfitting, f"validation loss ends >= {progress.OVERFIT_GL:.0%} above its minimum (GL), beyond {progress.OVERFIT_NOISE_SIGMAS} noise sigmas, sustained",
              "Prechelt 1998 (Early Stopping - But When?, GL_alpha criterion)"),
@@ -85,10 +85,10 @@ REGISTRY: list[Detector] = [
              f"act/*/zero_fraction >= {activations.DEAD_ZERO_FRACTION:.0%} sustained, ReLU layers only",
              "Wardat et al. 2022 (DeepDiagnosis); Zhang et al. 2021 (AUTOTRAINER dying ReLU)", "readings"),
     Detector("exploding_gradients", weights.detect_gradient_growth,
-             f"gradient norm's last third >= {weights.GRAD_GROWTH:g}x its first third and still rising",
+             f"gradient norm's last third >= {weights.GRAD_GROWTH:g}x its first third and still rising (>= {weights.GRAD_GROWTH_WHILE_LEARNING:g}x if the loss improves by {weights.LOSS_IMPROVED:.0%})",
              "Pascanu et al. 2013", "readings"),
     Detector("accumulating_gradients", weights.detect_accumulating_gradients,
-             f"gradient norm >= {weights.GRAD_GROWTH:g}x, growing as step^a with a in "
+             f"gradient norm >= {weights.GRAD_GROWTH:g}x, rising at >= {weights.ACCUMULATION_MIN_TREND} rank correlation as step^a with a in "
              f"[{weights.ACCUMULATION_MIN_EXPONENT}, {weights.ACCUMULATION_MAX_EXPONENT}] (log-log R^2 >= {weights.ACCUMULATION_MIN_FIT})",
              "PyTorch autograd docs (.grad accumulates until zeroed); Pascanu et al. 2013", "series"),
     Detector("nonfinite_gradients", weights.detect_nonfinite_gradients, "grad/nonfinite_count > 0",

@@ -306,6 +306,11 @@ OSC_SWING_REL = 0.5
 OSC_MIN_SWINGS = 4
 OSC_ONGOING_FRACTION = 0.75  # still oscillating in the last quarter ...
 OSC_MEDIUM_SWING = 1.0  # ... with swings that double the loss (median): medium. Noise alone rarely doubles it.
+# A batch-8 loss jumps between 0.2 and 1.1 from log to log: runs of a handful of big swings are the
+# minibatch noise of a healthy run. A finding needs twice the minimum run of swings, over a fifth of the
+# series — an optimiser that oscillates keeps doing it.
+OSC_MEDIUM_SWINGS = 2 * OSC_MIN_SWINGS
+OSC_MEDIUM_COVERAGE = 0.2
 
 
 def detect_oscillation(ctx: Context) -> list[Signal]:
@@ -340,7 +345,8 @@ def detect_oscillation(ctx: Context) -> list[Signal]:
         swings = swing[ep.first: ep.last + 1]
         with np.errstate(all="ignore"):
             rel_swing = float(np.median(swings / np.maximum(lo[ep.first: ep.last + 1], 1e-12)))
-        severity = "medium" if ongoing and rel_swing >= OSC_MEDIUM_SWING else "low"
+        persistent = len(ep.members) >= OSC_MEDIUM_SWINGS and (i1 - i0) >= OSC_MEDIUM_COVERAGE * n
+        severity = "medium" if ongoing and rel_swing >= OSC_MEDIUM_SWING and persistent else "low"
         summary = (f"{s.name} swings up and down {len(ep.members)} times between {fmt(float(raw.min()))} and "
                    f"{fmt(float(raw.max()))} from {ctx.run.axis} {fmt(float(steps[i0]))} to {fmt(float(steps[i1]))}"
                    + (" and is still oscillating at the end." if ongoing else ", then settles."))

@@ -119,7 +119,7 @@ def detect_plateau(ctx: Context) -> list[Signal]:
 # The learning rate is cut abruptly (in one logged interval it loses half of its value and a tenth of its
 # peak: a ReduceLROnPlateau or step-schedule cut, not a smooth cosine/linear decay) by 10x or more in
 # total, and the training loss gains almost nothing afterwards: less than a tenth of what it had gained
-# before the cut, and not beyond its own noise (Welch t < 2). The cuts that Keras' ReduceLROnPlateau or a
+# before the cut, or less than 2% of its level, or nothing beyond its own noise (Welch t < 2). The cuts that Keras' ReduceLROnPlateau or a
 # step schedule make to unlock progress do not help: the limit is not a step size too large but capacity,
 # data or labels — or an LR now too small to move at all. A finding (medium) while the loss is still above
 # half of where it started; once it has come down, a note (a converged model need not respond).
@@ -127,6 +127,7 @@ LR_CUT = 10.0
 LR_ABRUPT_SHARE = 0.5  # of its own value, in one logged interval ...
 LR_ABRUPT_PEAK_SHARE = 0.1  # ... and of the run's peak LR
 LR_CUT_GAIN_SHARE = 0.1
+LR_CUT_LEVEL_SHARE = PLATEAU_REL_TOL  # and less than 2% of its level (the plateau tolerance above)
 LR_CUT_T = 2.0
 LR_CUT_STILL_HIGH = 0.5
 
@@ -159,8 +160,8 @@ def detect_lr_decay_plateau(ctx: Context) -> list[Signal]:
     if not cuts:
         return []
     first_cut = float(lc.steps[cuts[0]])
-    k = max(3, n // 10)
-    before_idx = np.flatnonzero(steps < first_cut)[-k:]
+    pre = np.flatnonzero(steps < first_cut)
+    before_idx = pre[-max(2, min(max(3, n // 10), len(pre) // 2)):]  # the later half of the run before the cut
     after = y[steps >= first_cut]
     if len(before_idx) < 2 or len(after) < 3:
         return []
@@ -175,11 +176,11 @@ def detect_lr_decay_plateau(ctx: Context) -> list[Signal]:
     level_before, level_after = float(np.median(before)), float(np.median(tail))
     gain, gained_before = level_before - level_after, start - level_before
     t = welch_t(before, tail) * -1.0  # positive when the loss fell
-    if gain >= LR_CUT_GAIN_SHARE * max(gained_before, 0.0) and t >= LR_CUT_T:
+    if gain >= LR_CUT_LEVEL_SHARE * abs(level_before) and gain >= LR_CUT_GAIN_SHARE * max(gained_before, 0.0) and t >= LR_CUT_T:
         return []  # the cuts helped
     still_high = start > 0 and level_after >= LR_CUT_STILL_HIGH * start
     severity = "medium" if still_high else "low"
-    cut_text = f"{cut:.0f}x" if math.isfinite(cut) else "to zero"
+    cut_text = f"{fmt(cut)}x" if math.isfinite(cut) else "to zero"
     summary = (f"{lr.name} is cut {cut_text} from {ctx.run.axis} {fmt(first_cut)} on, but {s.name} barely moves: about "
                f"{fmt(level_before)} before the cut and {fmt(level_after)} at the end (it had fallen from {fmt(start)}): "
                f"lowering the learning rate does not help.")
@@ -193,12 +194,13 @@ def detect_lr_decay_plateau(ctx: Context) -> list[Signal]:
 
 # ---- high_plateau ----------------------------------------------------------------------------------------
 # A training loss that never leaves its starting level: its last third is still within 10% of where it
-# started, or at 90%+ of chance (ln C for a C-class cross-entropy, when the probe saw the logits). The
+# started (above or below; far above is divergence), or at 90%+ of chance (ln C for a C-class cross-entropy, when the probe saw the logits). The
 # classic cause in transformers is a post-LN model trained without warmup (Xiong et al. 2020, On Layer
 # Normalization in the Transformer Architecture; Liu et al. 2020), besides a learning rate far off
 # and labels the inputs cannot predict. Over 20+ logs it is a finding (medium).
 HIGH_PLATEAU_DROP = 0.10
 HIGH_PLATEAU_CHANCE = 0.90
+HIGH_PLATEAU_NEVER_LEFT = 0.8  # its smoothed best never got 20% below that level either
 HIGH_PLATEAU_MIN_POINTS = 10
 HIGH_PLATEAU_MEDIUM_POINTS = 20
 
@@ -223,13 +225,15 @@ def detect_high_plateau(ctx: Context) -> list[Signal]:
     third = max(3, n // 3)
     end = float(np.median(y[-third:]))
     chance = _chance_loss(ctx)
-    near_start = start > 0 and end >= (1 - HIGH_PLATEAU_DROP) * start
-    near_chance = chance is not None and end >= HIGH_PLATEAU_CHANCE * chance
+    near_start = start > 0 and (1 - HIGH_PLATEAU_DROP) * start <= end <= (1 + HIGH_PLATEAU_DROP) * start
+    near_chance = chance is not None and HIGH_PLATEAU_CHANCE * chance <= end <= (1 + HIGH_PLATEAU_DROP) * chance
     if not (near_start or near_chance):
         return []
     best = float(np.min(rolling_median(y, 3)))
     if chance is not None and not near_chance:
         return []  # it started low (a pretrained model) and stayed: nothing says that level is bad
+    if best < HIGH_PLATEAU_NEVER_LEFT * (chance if near_chance else start):
+        return []  # it came down and went back up: divergence or a blow-up, not a loss that never moved
     # without the chance level, a loss that barely moved may be a pretrained model's fine-tune: a note
     severity = "medium" if near_chance and n >= HIGH_PLATEAU_MEDIUM_POINTS else "low"
     ref = (f"chance level ln({math.exp(chance):.0f}) = {fmt(chance)}" if near_chance else f"where it started ({fmt(start)})")
