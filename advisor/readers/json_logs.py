@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,9 @@ def read(cand: Candidate, overrides: RoleOverrides) -> Run:
     raw = path.read_bytes()
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
-    lines = [ln for ln in raw.split(b"\n") if ln.strip()]
+    lines = raw.split(b"\n")
+    if b"\n\n" in raw or not lines[0].strip() or not lines[-1].strip():  # blank lines (whitespace-only ones fail parsing and are skipped there)
+        lines = [ln for ln in lines if ln.strip()]
     first: Any = None
     try:
         first = loads(lines[0]) if lines else None
@@ -91,6 +94,8 @@ def _jsonl_run(path: Path, lines: list[bytes], overrides: RoleOverrides) -> Run:
     except orjson.JSONDecodeError:
         records, bad = [], []
         for i, ln in enumerate(lines, 1):
+            if not ln.strip():
+                continue
             try:
                 records.append(loads(ln))
             except (json.JSONDecodeError, RecursionError):
@@ -123,27 +128,42 @@ def _flatten(record: dict, prefix: str = "", out: dict | None = None) -> dict:
     return out
 
 
+def _pick(rows: list, idx: np.ndarray) -> list:
+    return [rows[int(idx[0])]] if len(idx) == 1 else list(itemgetter(*idx.tolist())(rows))
+
+
+def _key_groups(records: list[dict]) -> list[tuple[tuple, np.ndarray, list[dict]]]:
+    """Rows grouped by the keys they have: (keys, row indices, rows). Grouped by length first, which
+    settles a log whose rows all log the same keys without building a key tuple per row."""
+    n = len(records)
+    lengths = np.fromiter(map(len, records), dtype=np.int64, count=n)
+    parts = []
+    for length in np.unique(lengths).tolist():
+        idx = np.flatnonzero(lengths == length)
+        rows = records if len(idx) == n else _pick(records, idx)
+        keys = rows[0].keys()
+        if all(map(keys.__eq__, map(dict.keys, rows))):  # one key set, in any order
+            parts.append((tuple(keys), idx, rows))
+            continue
+        keysets = list(map(frozenset, rows))
+        groups = {k: i for i, k in enumerate(dict.fromkeys(keysets))}
+        ids = np.fromiter(map(groups.__getitem__, keysets), dtype=np.int64, count=len(rows))
+        for g in range(len(groups)):
+            sub = np.flatnonzero(ids == g)
+            group_rows = _pick(rows, sub)
+            parts.append((tuple(group_rows[0]), idx[sub], group_rows))
+    return parts
+
+
 def records_table(records: list[dict], notes: list[str]) -> Table:
     """Columns from row dicts: rows with the same keys become one float matrix in one numpy call."""
     if any(isinstance(v, dict) for r in records[:50] for v in r.values()):
         records = [_flatten(r) for r in records]
     n = len(records)
-    keysets = list(map(tuple, records))
-    groups = {k: i for i, k in enumerate(dict.fromkeys(keysets))}
+    parts = sorted(_key_groups(records), key=lambda part: int(part[1][0]))  # columns in the order the log first has them
     values: dict[str, np.ndarray] = {}
     missing: dict[str, np.ndarray] = {}
     cells: dict[str, dict[int, Any]] = {}  # cells that are not plain numbers, by key and row
-    if len(groups) == 1:
-        parts = [(next(iter(groups)), np.arange(n), records)]
-    else:
-        ids = np.fromiter(map(groups.__getitem__, keysets), dtype=np.int64, count=n)
-        order = np.argsort(ids, kind="stable")
-        bounds = np.searchsorted(ids[order], np.arange(len(groups) + 1))
-        parts = []
-        for keys, g in groups.items():
-            idx = order[bounds[g]:bounds[g + 1]]
-            parts.append((keys, idx, [records[i] for i in idx.tolist()]))
-    del keysets
     for keys, idx, rows in parts:
         for k in keys:
             if k not in values:
@@ -151,12 +171,16 @@ def records_table(records: list[dict], notes: list[str]) -> Table:
                 missing[k] = np.ones(n, dtype=bool)
         if not keys:
             continue
-        flat = chain.from_iterable(map(dict.values, rows))
+        # Types are checked on the ends of the group; anything fromiter cannot take (null, text,
+        # objects, integers beyond float range) raises, and those columns go cell by cell below.
+        sample = rows[:256] + rows[-256:] if len(rows) > 512 else rows
         matrix = None
-        if set(map(type, flat)) <= {float, int}:
+        if set(map(type, chain.from_iterable(map(dict.values, sample)))) <= {float, int}:
             try:
-                matrix = np.fromiter(chain.from_iterable(map(dict.values, rows)), dtype=np.float64,
-                                     count=len(rows) * len(keys)).reshape(len(rows), len(keys))
+                cells_in_order = map(itemgetter(*keys), rows)  # rows may order their keys differently
+                if len(keys) > 1:
+                    cells_in_order = chain.from_iterable(cells_in_order)
+                matrix = np.fromiter(cells_in_order, dtype=np.float64, count=len(rows) * len(keys)).reshape(len(rows), len(keys))
             except (OverflowError, ValueError, TypeError):
                 matrix = None  # an integer beyond float range: cell by cell below
         if matrix is not None:
