@@ -8,7 +8,7 @@ judged in order, so a streamed answer is checked exactly as a whole one (`Checke
 - Citations: `[id]` (or several ids in one bracket, or a bare id) naming an entry that was not in the
   prompt is cut out; a unit whose citations were all invented is removed whole (its advice is
   attributed to an entry that does not exist).
-- Actions: shell commands, code, URLs, links, host addresses and file paths must appear in the own
+- Actions: shell commands, code, URLs, links, host and e-mail addresses and file paths must appear in the own
   text (steps, expected outcome, title) of an entry cited so far, or in the user's description, the
   run's path or the advisor's own commands; a unit holding any other action is removed.
 - Numbers: each number must equal, as written (0.35 = 0.350, 1,500 = 1500, 62% = 0.62), a number of
@@ -71,6 +71,7 @@ _FENCE = re.compile(r"```[^\n]*\n?(.*?)(?:```|\Z)", re.S)
 _CODE_SPAN = re.compile(r"`([^`\n]+)`")
 _MD_LINK = re.compile(r"!?\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _URL = re.compile(r"\b(?:(?:https?|ftp|file|ssh|git)://|www\.)[^\s<>`\"')\]]+", re.I)
+_EMAIL = re.compile(r"(?<![\w.+\-])[\w.+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")  # somewhere to send things
 _HOST = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{2,5})?(?![\w.]*\d)")
 _SHELL = re.compile(
     r"""(?<![\w/.\-])(?:sudo\s+)?
@@ -384,7 +385,7 @@ def _blank_non_numbers(text: str, cited: list[str]) -> str:
     def blank(m: re.Match) -> str:
         return re.sub(r"[^\n]", " ", m.group(0))
 
-    for pattern in (_FENCE, _CODE_SPAN, _MD_LINK, _URL, _HOST, _PATH, _VERSION):
+    for pattern in (_FENCE, _CODE_SPAN, _MD_LINK, _URL, _EMAIL, _HOST, _PATH, _VERSION):
         text = pattern.sub(blank, text)
     for entry_id in sorted(cited, key=len, reverse=True):
         text = re.sub(re.escape(entry_id), blank, text, flags=re.I)
@@ -409,6 +410,8 @@ def _actions(text: str) -> list[str]:
         found.append(re.sub(r"\s*\[[^\[\]\n]*\]", "", rest).strip(" .;"))  # "... | sh" after a command not named above
     found += [m.group(0).rstrip(".,;:") for m in _URL.finditer(rest)]
     rest = _URL.sub(" ", rest)
+    found += [m.group(0) for m in _EMAIL.finditer(rest)]
+    rest = _EMAIL.sub(" ", rest)
     found += [m.group(0) for m in _HOST.finditer(rest)]
     rest = _HOST.sub(" ", rest)
     for m in _PATH.finditer(rest):
