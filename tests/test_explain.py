@@ -638,7 +638,7 @@ def test_the_explain_modules_import_each_other_without_a_cycle():
     assert "advisor.explain.grounding" not in graph["advisor.explain.howto"]
 
 
-def test_local_endpoints_get_a_timeout_sized_to_the_prompt():
+def test_local_endpoints_get_a_timeout_sized_to_the_prompt(tmp_path):
     from advisor.explain.options import DEFAULT_TIMEOUT, is_local_endpoint, sized_timeout
 
     long = nan_run()
@@ -651,6 +651,8 @@ def test_local_endpoints_get_a_timeout_sized_to_the_prompt():
     given = explain_core._Prepared(long, None, "openai", {"model": "m", "base_url": "http://127.0.0.1:8080/v1", "timeout": 5})
     remote = explain_core._Prepared(long, None, "openai", {"model": "m", "base_url": "https://api.example.com/v1"})
     assert (given.backend.timeout, remote.backend.timeout) == (5, DEFAULT_TIMEOUT)
+    in_process = explain_core._Prepared(long, None, "transformers", {"model_path": str(tmp_path)})
+    assert in_process.backend.timeout == sized_timeout(chars, p.settings.max_tokens), "a model run here is local too"
     assert [is_local_endpoint(u) for u in ("http://localhost:11434/v1", "http://192.168.1.20:8000/v1", "http://[::1]:8000/v1",
                                            "https://api.openai.com/v1", "http://gpu-box.local:8000/v1")] == [True, True, True, False, True]
 

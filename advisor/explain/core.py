@@ -115,7 +115,8 @@ class _Prepared:
     def _size_timeout(self) -> None:
         """A local endpoint with no timeout given gets time for this prompt (a small CPU model reads slowly)."""
         s = self.settings
-        if s.backend == "openai" and not s.timeout_given and is_local_endpoint(s.base_url) and hasattr(self.backend, "timeout"):
+        local = s.backend == "transformers" or (s.backend == "openai" and is_local_endpoint(s.base_url))
+        if local and not s.timeout_given and hasattr(self.backend, "timeout"):
             self.backend.timeout = max(s.timeout, sized_timeout(len(prompt_text(self.messages)), s.max_tokens))
 
     @property
