@@ -8,9 +8,9 @@ to tell if a fix worked; never advice that is not in the KB or numbers that are 
     explanation = explain("train.csv", backend="transformers", model_path="~/models/qwen2.5-0.5b-instruct")
 
     stream = stream_explain("runs/exp1", backend="openai", model="llama3.1")
-    for piece in stream:          # text as the model writes it
+    for piece in stream:          # checked text, a sentence at a time as the model writes it
         print(piece, end="")
-    stream.result                 # the checked Explanation
+    stream.result                 # the checked Explanation (what was removed or marked: .findings)
 
     print(render_text(explanation))       # a terminal: headings, then what the checker removed or marked
     render_markdown(explanation)          # the TUI's pane
