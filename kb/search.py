@@ -31,6 +31,7 @@ CONFIDENCE_POWER = 0.5
 # "minmax": scores mapped to [0, 1] and weighted by confidence; "z": z-scores over the candidates,
 # where a hit far above the rest of its list is confident by construction.
 NORMALISATION = "z"
+GAP_GAIN = 0.0  # (z) weight x (1 + GAP_GAIN x the z-gap between a method's first and second hits)
 # Near-duplicate entries (cosine of their stored vectors above this) are not shown twice in the
 # top ranks: the lower one moves below the next distinct entry.
 DUPLICATE_COSINE = 0.9
@@ -136,6 +137,11 @@ def _z(results: list[tuple[str, float]]) -> dict[str, float]:
     return {eid: (s - mean) / sd for eid, s in results}
 
 
+def _gap(z: dict[str, float]) -> float:
+    top = sorted(z.values(), reverse=True)[:2]
+    return top[0] - top[1] if len(top) == 2 else 0.0
+
+
 def fuse(lexical: list[tuple[str, float]], semantic: list[tuple[str, float]]) -> list[Ranked]:
     """Confidence-weighted fusion of normalised scores -> Ranked, best first.
 
@@ -147,8 +153,11 @@ def fuse(lexical: list[tuple[str, float]], semantic: list[tuple[str, float]]) ->
     if NORMALISATION == "z":
         bz, dz = _z(lexical), _z(semantic)
         bmin, dmin = min(bz.values(), default=0.0), min(dz.values(), default=0.0)
+        # a method whose first hit stands clear of its second is trusted more on this query
+        wb = FUSION_WEIGHTS["bm25"] * (1.0 + GAP_GAIN * _gap(bz))
+        wd = FUSION_WEIGHTS["dense"] * (1.0 + GAP_GAIN * _gap(dz))
         scores = {
-            eid: FUSION_WEIGHTS["bm25"] * bz.get(eid, bmin) + FUSION_WEIGHTS["dense"] * dz.get(eid, dmin)
+            eid: wb * bz.get(eid, bmin) + wd * dz.get(eid, dmin)
             for eid in brank.keys() | drank.keys()
         }
         order = sorted(scores, key=lambda e: (-scores[e], drank.get(e, 10**9), brank.get(e, 10**9)))

@@ -1,0 +1,60 @@
+"""The domain lexicon: logger keys, abbreviations and method names expand to the documents' words."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from kb.lexicon import expand_text, expansions, lexicon
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("train/grad_norm 3.1e4", "gradient norm"),  # W&B key
+        ("val_loss_epoch rising", "validation"),  # Lightning key
+        ("eval_loss 2.9", "validation"),  # HF Trainer key
+        ("Loss/train", None),  # TensorBoard tag: nothing to add, nothing invented
+        ("wd=0 ema_tau=0.99", "weight decay"),
+        ("SimSiam run", "stop-gradient"),
+        ("Barlow Twins", "cross-correlation"),
+        ("GradScaler", "loss scale"),
+        ("FSDP", "sharded"),
+        ("LoRA", "low-rank"),
+        ("DPOTrainer", "preference"),
+    ],
+)
+def test_logger_keys_and_methods_expand(text, words):
+    out = expand_text(text)
+    assert out.startswith(text)  # the user's text is kept as written
+    if words is None:
+        assert out == text
+    else:
+        assert words in out.split("\n", 1)[1]
+
+
+def test_required_method_and_framework_terms_are_in_the_lexicon():
+    terms = lexicon()[0]
+    for form in ["simclr", "byol", "simsiam", "dino", "vicreg", "barlow twins", "mae", "jepa", "vq-vae", "amp",
+                 "gradscaler", "ddp", "fsdp", "deepspeed", "lora", "trl", "dpo", "grpo"]:
+        assert form in terms, form
+
+
+def test_a_visualisation_named_after_gradients_is_not_a_gradient_symptom():
+    words = " ".join(expansions("Grad-CAM maps look wrong on my classifier"))
+    assert "gradient" not in words and "saliency" in words
+
+
+def test_plain_text_is_left_alone():
+    assert expand_text("the model is fine") == "the model is fine"
+
+
+def test_the_index_carries_the_lexicon_words(built_kb_path):
+    """kb build indexes each entry with expand_text, so a query in logger shorthand meets the entry's words."""
+    con = sqlite3.connect(built_kb_path)
+    try:
+        text = con.execute("SELECT search_text FROM entries WHERE id = 'catalog/092-model-fails-after-moving-to-mixed-precision'").fetchone()[0]
+    finally:
+        con.close()
+    assert "GradScaler loss scale" in text
