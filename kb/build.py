@@ -34,7 +34,7 @@ from kb.errors import sqlite_message
 from kb.lexicon import expand_text  # BM25 indexes each entry with the lexicon words its terms map to
 from kb.lock import writer_lock
 from kb.models import Entry, KBError, Provenance
-from kb.store import SCHEMA_VERSION, SHIPPED_SOURCES, VIEWS, BuildReport, KnowledgeBase, _content_hash, shipped_documents
+from kb.store import SCHEMA_VERSION, SHIPPED_SOURCES, VIEWS, BuildReport, KnowledgeBase, _content_hash, read_only_uri, shipped_documents
 
 if TYPE_CHECKING:
     from kb.parse import ParsedDocument
@@ -222,7 +222,7 @@ def _stored_documents(path: Path, report: BuildReport | None = None) -> tuple[li
     if not (path.exists() and path.stat().st_size > 0):
         return [], []
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        con = sqlite3.connect(read_only_uri(path), uri=True)
         try:
             con.row_factory = sqlite3.Row
             cols = {r[1] for r in con.execute("PRAGMA table_info(documents)")}
@@ -241,7 +241,7 @@ def _stored_documents(path: Path, report: BuildReport | None = None) -> tuple[li
 
 def _stored_vectors(path: Path) -> dict[str, bytes]:
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        con = sqlite3.connect(read_only_uri(path), uri=True)
         try:
             rows = con.execute("SELECT content_hash, vector FROM embeddings WHERE model = ?", (MODEL_NAME,)).fetchall()
         finally:
@@ -444,7 +444,7 @@ def import_paths(kb: KnowledgeBase, paths: list[str | Path], encoder: Encoder | 
 
 
 def _document_rows(path: Path) -> list[dict]:
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    con = sqlite3.connect(read_only_uri(path), uri=True)
     try:
         con.row_factory = sqlite3.Row
         return [dict(r) for r in con.execute("SELECT * FROM documents")]
@@ -483,7 +483,7 @@ def remove_source(kb: KnowledgeBase, source: str) -> dict[str, int]:
     with writer_lock(kb.path, on_wait=kb.on_wait):
         if kb.check(for_write=True) == "missing":
             raise KBError(f"no knowledge base at {kb.path}; run `kb build` first")
-        con = sqlite3.connect(f"file:{kb.path}?mode=ro", uri=True)
+        con = sqlite3.connect(read_only_uri(kb.path), uri=True)
         try:
             have = [r[0] for r in con.execute("SELECT DISTINCT source FROM entries UNION SELECT source FROM documents")]
         finally:
@@ -540,8 +540,14 @@ def save_note(
 def forget_note(kb: KnowledgeBase, *, run: str, entry_id: str) -> bool:
     """Drop the note entry of (run, entry) when its mark is no longer "helped"; True when one was removed."""
     eid = note_entry_id(run, entry_id)
-    if not kb.exists():
+    if kb.check() != "complete":
         return False
+    con = sqlite3.connect(read_only_uri(kb.path), uri=True)
+    try:  # most marks never had a note entry: no write (and no writer lock) for them
+        if con.execute("SELECT 1 FROM entries WHERE id = ?", (eid,)).fetchone() is None:
+            return False
+    finally:
+        con.close()
     kb.close()
     with writer_lock(kb.path, on_wait=kb.on_wait):
         if kb.check(for_write=True) == "missing":

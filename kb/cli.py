@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import click
@@ -30,48 +31,62 @@ def _checked_text(text: str, what: str) -> str:
     return text
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 class _StdinQueries:
-    """Non-empty stdin lines as queries. Lines that are not UTF-8 text are skipped and counted: the
-    first few are named on stderr, then one summary line; stdin with no readable line at all is an error."""
+    """Non-empty stdin lines as queries. Lines that are not text (invalid UTF-8, control characters)
+    are skipped: the first few are named on stderr once a line was answered, then one summary line;
+    stdin with no line of text at all (a binary file) is one error line."""
 
     NAMED = 3
 
     def __init__(self, stdin) -> None:
         self.stdin = stdin
-        self.skipped = 0
+        self.skipped: list[str] = []
+        self.told = 0
         self.answered = 0
 
     def _skip(self, n: int, why: str) -> None:
-        self.skipped += 1
-        if self.skipped <= self.NAMED:
-            click.echo(f"kb: warning: stdin line {n}: {why}; skipped", err=True)
+        self.skipped.append(f"stdin line {n}: {why}; skipped")
+        if self.answered:
+            self._tell()
+
+    def _tell(self) -> None:
+        while self.told < min(len(self.skipped), self.NAMED):
+            click.echo(f"kb: warning: {self.skipped[self.told]}", err=True)
+            self.told += 1
 
     def __iter__(self):
         stream = getattr(self.stdin, "buffer", None)
-        lines = enumerate(stream if stream is not None else self.stdin, 1)
-        for n, raw in lines:
+        for n, raw in enumerate(stream if stream is not None else self.stdin, 1):
             if isinstance(raw, bytes):
                 try:
                     raw = raw.decode("utf-8-sig" if n == 1 else "utf-8")
                 except UnicodeDecodeError as exc:
                     self._skip(n, f"not UTF-8 text (byte {exc.start + 1})")
                     continue
-            line = raw.replace("\x00", " ").strip()
+            line = raw.strip()
             if not line:
                 continue
             try:
                 line.encode("utf-8")
-            except UnicodeEncodeError:
+            except UnicodeEncodeError:  # a text stream that decoded bad bytes as surrogates
                 self._skip(n, "not UTF-8 text")
                 continue
+            if _CONTROL.search(line):
+                self._skip(n, "holds control characters, not text")
+                continue
             self.answered += 1
+            self._tell()
             yield line
 
     def finish(self) -> None:
-        if self.skipped > self.NAMED:
-            click.echo(f"kb: warning: {self.skipped} stdin lines were not UTF-8 text and were skipped", err=True)
         if self.skipped and not self.answered:
-            raise KBError("stdin holds no UTF-8 text lines to search for (is it a binary file?)")
+            raise KBError(f"stdin holds no lines of text to search for (is it a binary file?); {len(self.skipped)} line(s) skipped")
+        self._tell()
+        if len(self.skipped) > self.NAMED:
+            click.echo(f"kb: warning: {len(self.skipped)} stdin lines were not text and were skipped", err=True)
 
 
 def _print_hits(query: str, hits, as_json: bool) -> None:

@@ -32,6 +32,7 @@ def error_handler(prog: str, expected: tuple[type[BaseException], ...]):
     import click
 
     def fail(message: str) -> None:
+        message = "; ".join(part.strip() for part in str(message).splitlines() if part.strip())  # one line, always
         click.echo(f"{prog}: error: {message}", err=True)
         sys.exit(2)
 

@@ -1,7 +1,7 @@
 """The knowledge base on disk: SQLite (WAL) with entries, an FTS5 index and float32 embeddings.
 
-Writes go through sqlite-utils inside one transaction, so a failed build or import leaves the
-existing KB as it was. Reads (the query path) use plain sqlite3 and the numpy encoder so a cold
+Writes (kb.build) hold a writer lock and go through one transaction each, so a failed or killed
+build or import leaves the existing KB as it was. Reads (the query path) use plain sqlite3 and the numpy encoder so a cold
 `kb query` process starts in a fraction of the time sentence-transformers needs to import.
 """
 
@@ -9,27 +9,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
-from kb.embed import MODEL_NAME, Encoder, query_encoder
-from kb.models import Entry, Hit, KBError
-from kb.parse import ParsedDocument, parse_text, read_document
-from kb.query import expand_query
-from kb.text import slugify
+from kb import search as ranking
+from kb.embed import MODEL_NAME, Encoder
+from kb.models import Entry, Hit, KBError, SourceInfo
+from kb.search import CANDIDATES, fts_query  # noqa: F401  (fts_query re-exported for callers of kb.store)
+
+if TYPE_CHECKING:
+    from kb.parse import ParsedDocument
 
 SCHEMA_VERSION = 1
 VIEWS = 2  # embeddings per entry: full text, symptom view
 ENV_DB = "TRAIN_ADVISOR_DB"
+QUICK_CHECK_MAX_BYTES = 8 * 1024 * 1024  # quick_check reads every page: ~10 ms per MB, so only where cheap
+INTERRUPTED = "{path}: the KB build was interrupted; run `kb build`"
 
 # The documents shipped in the package: source key -> file under kb/sources/.
 SHIPPED_SOURCES: dict[str, str] = {
@@ -38,22 +40,6 @@ SHIPPED_SOURCES: dict[str, str] = {
     "guide": "guide-troubleshooting.md",
     "audit": "audit-final-summary.md",
 }
-
-# Hybrid retrieval: weighted reciprocal rank fusion (score = sum w / (k + rank)), candidates from each
-# retriever. Tuned once on the dev set with scripts/bench_retrieval.py; A small k trusts the top of
-# each list; on the 60 dev queries k=5 beat 10-60 and both retrievers alone (see the closing note).
-RRF_K = 5
-RRF_WEIGHTS = {"bm25": 0.7, "dense": 1.0}
-CANDIDATES = 50
-# BM25 column weights: a word in the title counts more than one in the body text.
-BM25_WEIGHTS = (3.0, 1.0)
-
-_STOPWORDS = frozenset(
-    """a an and are as at be but by can do does did for from had has have how i if in into is it its
-    my me of on or our so that the their them then there these this to was we were what when where
-    which while who why will with would you your after before about keeps keep get gets got very just""".split()
-)
-
 
 def default_db_path() -> Path:
     env = os.environ.get(ENV_DB)
@@ -64,28 +50,36 @@ def default_db_path() -> Path:
     return Path(user_data_dir("train-advisor", appauthor=False)) / "kb.db"
 
 
+def read_only_uri(path: Path) -> str:
+    """The URI a reader opens the KB with. In a directory nobody can write to (read-only media or
+    mount), a WAL database cannot create its -shm file; nothing can change it there either, so it is
+    opened as immutable."""
+    from urllib.parse import quote
+
+    uri = f"file:{quote(str(path))}?mode=ro"
+    if not os.access(path.parent, os.W_OK) and not Path(str(path) + "-wal").exists():
+        uri += "&immutable=1"
+    return uri
+
+
 def _content_hash(model: str, text: str) -> str:
     return hashlib.md5(f"{model}\n{text}".encode("utf-8")).hexdigest()
-
-
-def fts_query(text: str) -> str:
-    """User text -> a safe FTS5 MATCH expression: quoted content words joined with OR."""
-    words = [w for w in re.findall(r"[A-Za-z0-9]+", text.lower()) if w not in _STOPWORDS]
-    seen: list[str] = []
-    for w in words:
-        if w not in seen:
-            seen.append(w)
-    return " OR ".join(f'"{w}"' for w in seen)
 
 
 @dataclass
 class BuildReport:
     db: str
-    sources: dict[str, int] = field(default_factory=dict)
+    sources: dict[str, int] = field(default_factory=dict)  # source key -> entries written
     embedded: int = 0
     reused: int = 0
     removed: int = 0
     seconds: float = 0.0
+    paths: dict[str, str] = field(default_factory=dict)  # imported source key -> the file it came from
+    unchanged: list[str] = field(default_factory=list)  # imported sources whose file did not change
+    skipped: list[str] = field(default_factory=list)  # "file: why" for files an import left out
+    skipped_sections: dict[str, list[str]] = field(default_factory=dict)  # boilerplate sections left out
+    removed_sources: list[str] = field(default_factory=list)  # sources whose file is gone from a re-imported folder
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -107,34 +101,57 @@ class KnowledgeBase:
         self._entry_cache: dict[str, Entry] = {}
         self._con: sqlite3.Connection | None = None
         self._executor = None
+        self.on_wait: Callable[[str], None] | None = None  # told once when another process holds the writer lock
 
     # ---- opening and checking -------------------------------------------------------------
-    def _check_file(self) -> None:
+    def check(self, for_write: bool = False) -> str:
+        """The file's state: "missing", "incomplete" (a first build was interrupted) or "complete".
+
+        Raises KBError for a directory, a file that is not a KB, another schema version or (when
+        reading) a damaged file. `PRAGMA quick_check` runs when reading a file small enough for it
+        to be cheap; a write rebuilds what it touches, and `kb build --rebuild` recreates the file.
+        """
         p = self.path
         if p.is_dir():
             raise KBError(f"{p}: is a directory, not a KB file")
         if not p.exists() or p.stat().st_size == 0:
-            return
+            return "missing"
         with open(p, "rb") as fh:
-            if fh.read(16) != b"SQLite format 3\x00":
-                raise KBError(f"{p}: is not a SQLite database (not a train-advisor KB)")
+            head = fh.read(16)
+        if head != b"SQLite format 3\x00":
+            raise KBError(f"{p}: is not a SQLite database (not a train-advisor KB)")
+        from kb.errors import sqlite_message
+
         try:
-            con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+            con = sqlite3.connect(read_only_uri(p), uri=True)
             try:
                 tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-                version = None
-                if "kb_meta" in tables:
-                    row = con.execute("SELECT value FROM kb_meta WHERE key='schema_version'").fetchone()
-                    version = int(row[0]) if row else None
+                if "entries" not in tables or "kb_meta" not in tables:
+                    return "incomplete"
+                meta = dict(con.execute("SELECT key, value FROM kb_meta").fetchall())
+                if not for_write and p.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+                    problems = [r[0] for r in con.execute("PRAGMA quick_check(3)")]
+                    if problems != ["ok"]:
+                        first = next((ln.strip() for ln in problems[0].splitlines() if ln.strip() and not ln.startswith("***")), problems[0])
+                        raise KBError(f"{p}: the KB file is damaged ({first}); run `kb build --rebuild` to recreate it")
             finally:
                 con.close()
-        except sqlite3.DatabaseError as exc:
-            raise KBError(f"{p}: is not a readable SQLite database ({exc})") from exc
-        if version != SCHEMA_VERSION:
+        except sqlite3.Error as exc:
+            if for_write:
+                raise KBError(f"{p}: {sqlite_message(exc)}") from exc
+            raise KBError(sqlite_message(exc, p)) from exc
+        version = meta.get("schema_version")
+        if version != str(SCHEMA_VERSION):
             raise KBError(
                 f"{p}: KB schema version {version if version is not None else 'unknown'} is not {SCHEMA_VERSION}; "
                 "run `kb build --rebuild` to recreate it"
             )
+        # kb_meta.build_complete is '' from the start of a first build until its commit; older KBs lack the key
+        return "incomplete" if meta.get("build_complete", "done") == "" else "complete"
+
+    def _check_file(self) -> None:
+        if self.check() == "incomplete":
+            raise KBError(INTERRUPTED.format(path=self.path))
 
     def exists(self) -> bool:
         return self.path.exists() and self.path.stat().st_size > 0
@@ -144,7 +161,7 @@ class KnowledgeBase:
             if not self.exists():
                 raise KBError(f"no knowledge base at {self.path}; run `kb build` first")
             self._check_file()
-            self._con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            self._con = sqlite3.connect(read_only_uri(self.path), uri=True, check_same_thread=False)
         return self._con
 
     def close(self) -> None:
@@ -158,208 +175,40 @@ class KnowledgeBase:
         self._entry_cache.clear()
 
     def ensure_built(self) -> "KnowledgeBase":
-        """Build from the shipped sources when no KB exists yet (first run of `advisor`)."""
-        if not self.exists():
+        """Build from the shipped sources when no KB exists yet (first run of `advisor`), or finish an interrupted build."""
+        if self.check() != "complete":
             self.build()
         return self
 
-    # ---- building -----------------------------------------------------------------------
+    # ---- writing (kb.build holds the writer lock and the transactions) ---------------------
     def build(self, rebuild: bool = False, encoder: Encoder | None = None) -> BuildReport:
         """(Re)parse the shipped documents and the ones imported before, embed what changed."""
-        if rebuild and self.path.exists():
-            tmp = self.path.with_name(self.path.name + ".rebuild")
-            for suffix in ("", "-wal", "-shm"):
-                Path(str(tmp) + suffix).unlink(missing_ok=True)
-            imported = self._imported_documents_if_readable()
-            fresh = KnowledgeBase(tmp)
-            report = fresh._write(
-                [parse_text(text, source=k, file=name) for k, name, text in shipped_documents()]
-                + [parse_text(text, source=k, file=name) for k, name, text in imported],
-                encoder=encoder,
-                replace_all=True,
-                imported={k: (name, text) for k, name, text in imported},
-                reuse=self._vectors_if_readable(),
-            )
-            fresh.close()
-            self.close()
-            for suffix in ("-wal", "-shm"):
-                Path(str(self.path) + suffix).unlink(missing_ok=True)
-            os.replace(tmp, self.path)
-            report.db = str(self.path)
-            return report
-        self._check_file()
-        imported = self._imported_documents_if_readable() if self.exists() else []
-        docs = [parse_text(text, source=k, file=name) for k, name, text in shipped_documents()]
-        docs += [parse_text(text, source=k, file=name) for k, name, text in imported]
-        return self._write(docs, encoder=encoder, replace_all=True, imported={k: (n, t) for k, n, t in imported})
+        from kb import build
+
+        return build.build(self, rebuild=rebuild, encoder=encoder)
 
     def import_paths(self, paths: list[str | Path], encoder: Encoder | None = None) -> BuildReport:
-        """Add a user's own markdown documents (styles detected like the shipped ones)."""
-        if not paths:
-            raise KBError("give at least one markdown file to import")
-        self._check_file()
-        docs: list[ParsedDocument] = []
-        imported: dict[str, tuple[str, str]] = {}
-        for path in paths:
-            p = Path(path)
-            text = read_document(p)
-            source = slugify(p.stem, 40)
-            if source in SHIPPED_SOURCES:
-                source = f"user-{source}"
-            docs.append(parse_text(text, source=source, file=p.name))
-            imported[source] = (p.name, text)
-        if not self.exists():
-            docs = [parse_text(t, source=k, file=n) for k, n, t in shipped_documents()] + docs
-        return self._write(docs, encoder=encoder, replace_all=False, imported=imported)
+        """Add or update a user's own markdown files and folders (recursive); see `kb.build.import_paths`."""
+        from kb import build
 
-    def _imported_documents_if_readable(self) -> list[tuple[str, str, str]]:
-        try:
-            con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-            try:
-                rows = con.execute("SELECT source, file, text FROM documents WHERE origin = 'imported'").fetchall()
-            finally:
-                con.close()
-        except sqlite3.DatabaseError:
-            return []
-        return [(s, f, t) for s, f, t in rows]
+        return build.import_paths(self, paths, encoder=encoder)
 
-    def _vectors_if_readable(self) -> dict[str, tuple[str, bytes]]:
-        """Embeddings of the file being rebuilt (id -> (content hash, blob)), so unchanged entries are not re-embedded."""
-        try:
-            con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-            try:
-                rows = con.execute("SELECT id, content_hash, vector FROM embeddings WHERE model = ?", (MODEL_NAME,)).fetchall()
-            finally:
-                con.close()
-        except sqlite3.DatabaseError:
-            return {}
-        return {eid: (h, blob) for eid, h, blob in rows if isinstance(blob, bytes) and len(blob) == 4 * VIEWS * 384}
+    def remove(self, source: str) -> dict[str, int]:
+        """Remove an imported source, or every source under a folder key, in one transaction."""
+        from kb import build
 
-    def _write(
-        self,
-        docs: list[ParsedDocument],
-        *,
-        encoder: Encoder | None,
-        replace_all: bool,
-        imported: dict[str, tuple[str, str]],
-        reuse: dict[str, tuple[str, bytes]] | None = None,
-    ) -> BuildReport:
-        import sqlite_utils
+        return build.remove_source(self, source)
 
-        started = time.perf_counter()
-        self.close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        report = BuildReport(db=str(self.path))
-        db = sqlite_utils.Database(self.path)
-        try:
-            db.enable_wal()
-            self._create_schema(db)
-            entries = [e for d in docs for e in d.entries]
-            texts = {e.id: e.search_text() for e in entries}
-            symptom_texts = {e.id: e.symptom_text() for e in entries}
-            hashes = {eid: _content_hash(MODEL_NAME, t + "\x00" + symptom_texts[eid]) for eid, t in texts.items()}
-            known = {
-                r["id"]: r["content_hash"]
-                for r in db.query("SELECT id, content_hash FROM embeddings WHERE model = ?", [MODEL_NAME])
-            }
-            changed = [eid for eid in texts if known.get(eid) != hashes[eid]]
-            reuse = reuse or {}
-            vectors = {eid: reuse[eid][1] for eid in changed if eid in reuse and reuse[eid][0] == hashes[eid]}
-            todo = [eid for eid in changed if eid not in vectors]
-            report.reused = len(texts) - len(todo)
-            if todo:  # embed outside the transaction; nothing is written if it fails
-                enc = encoder or _build_encoder()
-                # two views per entry, stored side by side in one blob: the symptom view and the full text
-                full = enc.encode([texts[eid] for eid in todo])
-                focused = enc.encode([symptom_texts[eid] for eid in todo])
-                vectors.update(
-                    (eid, np.concatenate([f, s]).astype("<f4").tobytes()) for eid, f, s in zip(todo, full, focused)
-                )
-            report.embedded = len(todo)
-            sources = [d.source for d in docs]
-            with db.conn:
-                if replace_all:
-                    stale = db.execute(
-                        f"SELECT id FROM entries WHERE source NOT IN ({','.join('?' * len(sources))}) "
-                        "AND source NOT IN (SELECT source FROM documents WHERE origin = 'imported')",
-                        sources,
-                    ).fetchall()
-                    for (eid,) in stale:
-                        db["entries"].delete(eid)
-                for d in docs:
-                    ids = [e.id for e in d.entries]
-                    old = db.execute(
-                        f"SELECT id FROM entries WHERE source = ? AND id NOT IN ({','.join('?' * len(ids))})",
-                        [d.source, *ids],
-                    ).fetchall()
-                    for (eid,) in old:
-                        db["entries"].delete(eid)
-                        report.removed += 1
-                    origin = "imported" if d.source in imported else "shipped"
-                    raw = imported[d.source][1] if d.source in imported else ""
-                    db["documents"].upsert(
-                        {
-                            "source": d.source,
-                            "file": d.file,
-                            "style": d.style,
-                            "title": d.title,
-                            "origin": origin,
-                            "checklist": json.dumps(d.checklist),
-                            "text": raw,
-                            "sha256": hashlib.sha256(raw.encode()).hexdigest() if raw else "",
-                        },
-                        pk="source",
-                    )
-                    db["entries"].upsert_all(
-                        [
-                            {
-                                "id": e.id,
-                                "source": e.source,
-                                "kind": e.kind,
-                                "title": e.title,
-                                "section": e.section,
-                                "search_text": texts[e.id],
-                                "data": e.model_dump_json(),
-                            }
-                            for e in d.entries
-                        ],
-                        pk="id",
-                    )
-                    report.sources[d.source] = len(d.entries)
-                if vectors:
-                    db["embeddings"].upsert_all(
-                        [
-                            {"id": eid, "model": MODEL_NAME, "content_hash": hashes[eid], "vector": blob}
-                            for eid, blob in vectors.items()
-                        ],
-                        pk="id",
-                    )
-                db.execute("DELETE FROM embeddings WHERE id NOT IN (SELECT id FROM entries)")
-                db["kb_meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
-                db["kb_meta"].upsert({"key": "model", "value": MODEL_NAME}, pk="key")
-        finally:
-            db.close()
-        report.seconds = round(time.perf_counter() - started, 3)
-        return report
+    def save_note(self, *, run: str, entry_id: str, title: str, note: str, signal_kinds: list[str], encoder: Encoder | None = None) -> Entry:
+        """Store a note the user marked "helped" as an entry of the `notes` source (searchable, linked to signal kinds)."""
+        from kb import build
 
-    @staticmethod
-    def _create_schema(db) -> None:
-        if "entries" in db.table_names():
-            return
-        with db.conn:
-            db["kb_meta"].create({"key": str, "value": str}, pk="key")
-            db["documents"].create(
-                {"source": str, "file": str, "style": str, "title": str, "origin": str, "checklist": str, "text": str, "sha256": str},
-                pk="source",
-            )
-            db["entries"].create(
-                {"id": str, "source": str, "kind": str, "title": str, "section": str, "search_text": str, "data": str},
-                pk="id",
-            )
-            db["entries"].create_index(["source"])
-            db["embeddings"].create({"id": str, "model": str, "content_hash": str, "vector": bytes}, pk="id")
-            db["entries"].enable_fts(["title", "search_text"], create_triggers=True, tokenize="porter")
-            db["kb_meta"].insert({"key": "schema_version", "value": str(SCHEMA_VERSION)})
+        return build.save_note(self, run=run, entry_id=entry_id, title=title, note=note, signal_kinds=signal_kinds, encoder=encoder)
+
+    def forget_note(self, *, run: str, entry_id: str) -> bool:
+        from kb import build
+
+        return build.forget_note(self, run=run, entry_id=entry_id)
 
     # ---- reading ------------------------------------------------------------------------
     def get(self, entry_id: str) -> Entry:
@@ -388,6 +237,41 @@ class KnowledgeBase:
             for s, f, st, t, o, c in cur
         ]
 
+    def sources(self) -> list[SourceInfo]:
+        """Every source document with its entry count and, for imports, the file and when it was imported."""
+        con = self._read()
+        counts = dict(con.execute("SELECT source, count(*) FROM entries GROUP BY source").fetchall())
+        cols = {r[1] for r in con.execute("PRAGMA table_info(documents)")}
+        extra = ", ".join(c if c in cols else "''" for c in ("path", "imported", "skipped"))
+        out = []
+        for source, file, origin, style, title, path, imported, skipped in con.execute(
+            f"SELECT source, file, origin, style, title, {extra} FROM documents ORDER BY origin != 'shipped', source"
+        ):
+            out.append(
+                SourceInfo(
+                    source=source, file=path or file or "", origin=origin if origin in ("shipped", "imported", "notes") else "imported",
+                    style=style or "", title=title or "", entries=counts.get(source, 0), imported=imported or "",
+                    skipped_sections=json.loads(skipped or "[]"),
+                )
+            )
+        return out
+
+    def entries_for_signal_kinds(self, kinds) -> list[Entry]:
+        """Entries linked to any of these advisor signal kinds (a user's helped notes), most shared kinds first, newest first."""
+        wanted = {str(k) for k in kinds}
+        if not wanted:
+            return []
+        rows = self._read().execute(
+            "SELECT rowid, data FROM entries WHERE data LIKE '%\"signal_kinds\":[\"%' ORDER BY rowid DESC"
+        ).fetchall()
+        scored = []
+        for rowid, data in rows:
+            e = Entry.model_validate_json(data)
+            shared = len(wanted & set(e.signal_kinds))
+            if shared:
+                scored.append((-shared, -rowid, e))
+        return [e for _, _, e in sorted(scored, key=lambda t: (t[0], t[1]))]
+
     def source_text(self, source: str) -> str:
         """The original text of a source document (for showing provenance lines)."""
         if source in SHIPPED_SOURCES:
@@ -397,7 +281,7 @@ class KnowledgeBase:
             raise KBError(f"no source document {source!r}")
         return row[0]
 
-    # ---- search -------------------------------------------------------------------------
+    # ---- search (ranking lives in kb.search) ----------------------------------------------
     def _pool(self):
         if self._executor is None:
             from concurrent.futures import ThreadPoolExecutor
@@ -414,82 +298,62 @@ class KnowledgeBase:
             # cosine with their sum, so one (n, dim) matrix scores both views in one pass
             views = np.frombuffer(blob, dtype="<f4").reshape(len(rows), VIEWS, -1) if rows else np.zeros((0, VIEWS, 384), "<f4")
             self._matrix = np.ascontiguousarray(views.sum(axis=1, dtype=np.float32))
+            self._matrix_row = {eid: i for i, eid in enumerate(self._matrix_ids)}
         return self._matrix_ids, self._matrix
 
+    def _unit_vectors(self, ids) -> dict[str, np.ndarray]:
+        """Unit-length summed view vectors of these entries (for near-duplicate checks)."""
+        _, mat = self._load_matrix()
+        out = {}
+        for eid in ids:
+            row = self._matrix_row.get(eid)
+            if row is not None:
+                v = mat[row]
+                out[eid] = v / max(float(np.linalg.norm(v)), 1e-12)
+        return out
+
     def bm25(self, text: str, limit: int = CANDIDATES, source: str | None = None) -> list[tuple[str, float]]:
-        q = fts_query(expand_query(text))
-        if not q:
-            return []
-        weights = f"{BM25_WEIGHTS[0]}, {BM25_WEIGHTS[1]}"
-        if source:
-            sql = (
-                f"SELECT e.id, bm25(entries_fts, {weights}) AS r FROM entries_fts "
-                "JOIN entries e ON e.rowid = entries_fts.rowid WHERE entries_fts MATCH ? AND e.source = ? ORDER BY r LIMIT ?"
-            )
-        else:  # rank inside the FTS table first, then look up ids for the few rows kept (2x faster)
-            sql = (
-                f"SELECT e.id, f.r FROM (SELECT rowid, bm25(entries_fts, {weights}) AS r FROM entries_fts "
-                "WHERE entries_fts MATCH ? ORDER BY r LIMIT ?) f JOIN entries e ON e.rowid = f.rowid ORDER BY f.r"
-            )
-        params = [q, source, limit] if source else [q, limit]
-        try:
-            return [(eid, -float(r)) for eid, r in self._read().execute(sql, params)]
-        except sqlite3.OperationalError as exc:
-            raise KBError(f"full-text search failed: {exc}") from exc
+        return ranking.bm25(self._read(), ranking.prepare_query(text), limit, source)
 
     def dense(self, text: str, limit: int = CANDIDATES, source: str | None = None, vector: np.ndarray | None = None) -> list[tuple[str, float]]:
         ids, mat = self._load_matrix()
         if not ids or not text.strip():
             return []
-        qv = vector if vector is not None else query_encoder().encode([expand_query(text)])[0]
-        sims = mat @ qv
-        if source:
-            mask = np.fromiter((i.startswith(source + "/") for i in ids), dtype=bool, count=len(ids))
-            sims = np.where(mask, sims, -np.inf)
-        n = min(limit, len(ids))
-        top = np.argpartition(-sims, n - 1)[:n]
-        top = top[np.argsort(-sims[top])]
-        return [(ids[i], float(sims[i])) for i in top if np.isfinite(sims[i])]
+        qv = vector if vector is not None else ranking.embed_query(ranking.prepare_query(text))
+        return ranking.dense(ids, mat, qv, limit, source)
 
-    def search(self, text: str, k: int = 5, source: str | None = None, mode: str = "hybrid") -> list[Hit]:
-        """Rank entries for a symptom description. mode: hybrid (default), bm25 or dense."""
+    def ranked(self, text: str, k: int = 5, source: str | None = None, mode: str = "hybrid"):
+        """Ids, scores and per-method ranks, best first (`search` without loading the entries)."""
         if mode not in ("hybrid", "bm25", "dense"):
             raise KBError(f"unknown search mode {mode!r} (hybrid, bm25 or dense)")
         if source:
             sources = self.stats()
             if source not in sources:
                 raise KBError(f"no source {source!r} in the KB (have: {', '.join(sources)})")
+        prepared = ranking.prepare_query(text)
+        lexical: list[tuple[str, float]] = []
+        semantic: list[tuple[str, float]] = []
+        if mode == "bm25":
+            lexical = ranking.bm25(self._read(), prepared, CANDIDATES, source)
+            return [ranking.Ranked(eid, s, i + 1, None) for i, (eid, s) in enumerate(lexical)][:k]
+        ids, mat = self._load_matrix()
+        con = self._read()
         if mode == "hybrid":
             # SQLite releases the GIL while it ranks: run BM25 beside the query embedding
-            pending = self._pool().submit(self.bm25, text, CANDIDATES, source)
-            semantic = self.dense(text, source=source)
-            lexical = pending.result()
-        else:
-            lexical = self.bm25(text, source=source) if mode == "bm25" else []
-            semantic = self.dense(text, source=source) if mode == "dense" else []
-        if mode == "bm25":
-            ranked = [(eid, s, i + 1, None) for i, (eid, s) in enumerate(lexical)]
-        elif mode == "dense":
-            ranked = [(eid, s, None, i + 1) for i, (eid, s) in enumerate(semantic)]
-        else:
-            ranked = fuse(lexical, semantic)
-        return [Hit(entry=self.get(eid), score=score, bm25_rank=br, dense_rank=dr) for eid, score, br, dr in ranked[:k]]
+            pending = self._pool().submit(ranking.bm25, con, prepared, CANDIDATES, source)
+        if ids and text.strip():
+            semantic = ranking.dense(ids, mat, ranking.embed_query(prepared), CANDIDATES, source)
+        if mode == "dense":
+            return [ranking.Ranked(eid, s, None, i + 1) for i, (eid, s) in enumerate(semantic)][:k]
+        lexical = pending.result()
+        return ranking.hybrid(lexical, semantic, self._unit_vectors, k)
 
-
-def fuse(lexical: list[tuple[str, float]], semantic: list[tuple[str, float]]) -> list[tuple[str, float, int | None, int | None]]:
-    """Weighted reciprocal rank fusion of two ranked lists -> (id, score, bm25 rank, dense rank)."""
-    brank = {eid: i + 1 for i, (eid, _) in enumerate(lexical)}
-    drank = {eid: i + 1 for i, (eid, _) in enumerate(semantic)}
-    scores: dict[str, float] = {}
-    for eid in set(brank) | set(drank):
-        s = 0.0
-        if eid in brank:
-            s += RRF_WEIGHTS["bm25"] / (RRF_K + brank[eid])
-        if eid in drank:
-            s += RRF_WEIGHTS["dense"] / (RRF_K + drank[eid])
-        scores[eid] = s
-    order = sorted(scores, key=lambda e: (-scores[e], drank.get(e, math.inf), brank.get(e, math.inf)))
-    return [(eid, scores[eid], brank.get(eid), drank.get(eid)) for eid in order]
+    def search(self, text: str, k: int = 5, source: str | None = None, mode: str = "hybrid") -> list[Hit]:
+        """Rank entries for a symptom description. mode: hybrid (default), bm25 or dense."""
+        return [
+            Hit(entry=self.get(r.id), score=r.score, bm25_rank=r.bm25_rank, dense_rank=r.dense_rank)
+            for r in self.ranked(text, k, source, mode)
+        ]
 
 
 def _build_encoder() -> Encoder:
