@@ -54,6 +54,8 @@ def detect_level_shift(ctx: Context) -> list[Signal]:
             i0, i1 = ep.first, ep.last
             before = float(before_level[i0])
             after_vals = y[i1 + 1: i1 + 1 + k]
+            if len(after_vals) < 2:
+                continue  # a jump at the last logged points: too few points after it to tell a shift from a spike
             after = float(np.median(after_vals)) if len(after_vals) else float(y[i1])
             inside = y[i0: i1 + 1]
             jump_up = d[i0] > 0

@@ -159,7 +159,7 @@ def _gradient_norms(ctx: Context) -> list[Series]:
 
 
 def _growth(ctx: Context, s: Series) -> dict | None:
-    """How a gradient norm grows: None unless it ends >= GRAD_GROWTH x its first third and still rising."""
+    """How a gradient norm grows: None unless it ends >= GRAD_GROWTH x where it began and is still rising."""
     c = ctx.curve(s)
     v, st = c.r_level, c.r_steps
     ok = v > 0
@@ -168,7 +168,10 @@ def _growth(ctx: Context, s: Series) -> dict | None:
         return None
     third = max(2, len(v) // 3)
     first, last = float(np.median(v[:third])), float(np.median(v[-third:]))
-    if not (first > 0 and last >= GRAD_GROWTH * first and v[-1] >= last):
+    begin = float(np.median(v[:2]))
+    growth = float(v[-1]) / begin if begin > 0 else 0.0
+    rising = v[-1] >= last
+    if not (growth >= GRAD_GROWTH and rising):
         return None
     t = st - st[0] + max(1.0, float(np.median(np.diff(st))))  # steps since the start, > 0
     exponent, power_fit = _r2(np.log(t), np.log(v))
@@ -177,7 +180,7 @@ def _growth(ctx: Context, s: Series) -> dict | None:
     accumulating = (ACCUMULATION_MIN_EXPONENT <= exponent <= ACCUMULATION_MAX_EXPONENT and power_fit >= ACCUMULATION_MIN_FIT
                     and power_fit >= exp_fit and rho >= ACCUMULATION_MIN_TREND)
     return {"first_third_median": first, "last_third_median": last, "first": float(v[0]), "last": float(v[-1]),
-            "growth": float(v[-1] / v[0]), "power_exponent": exponent, "power_fit_r2": power_fit,
+            "growth": growth, "power_exponent": exponent, "power_fit_r2": power_fit,
             "exponential_fit_r2": exp_fit, "trend_rho": rho, "accumulating": accumulating,
             "start": float(st[0]), "end": float(st[-1])}
 
@@ -216,7 +219,7 @@ def _loss_improved(ctx: Context) -> bool:
 def detect_gradient_growth(ctx: Context) -> list[Signal]:
     s = ctx.get(rn.GRAD_GLOBAL_NORM)
     g = _growth(ctx, s) if s is not None else None
-    if g is None or g["accumulating"]:
+    if g is None or g["accumulating"] or g["last_third_median"] < GRAD_GROWTH * g["first_third_median"]:
         return []
     if _loss_improved(ctx) and g["last_third_median"] < GRAD_GROWTH_WHILE_LEARNING * g["first_third_median"]:
         return []
