@@ -452,7 +452,7 @@ def test_cuda_training_with_autocast(tmp_path):
                 loss = F.cross_entropy(logits, y)
             opt.zero_grad()
             scaler.scale(loss).backward()
-            probe.step(loss=loss, embeddings=z, logits=logits, targets=y)
+            probe.step(loss=loss, embeddings=z, logits=logits, targets=y, scaler=scaler)
             scaler.step(opt)
             scaler.update()
         assert probe.disabled == {}
@@ -461,6 +461,8 @@ def test_cuda_training_with_autocast(tmp_path):
         assert r[name][0].tolist() == [0, 2, 4]
     assert len(r["loss"][0]) == 6 and np.all(np.isfinite(r["loss"][1]))
     assert np.all(np.isfinite(r["embeddings/effective_rank"][1]))
+    assert r["amp/loss_scale"][0].tolist() == [0, 2, 4] and r["amp/loss_scale"][1][0] == 65536.0
+    assert read_meta(tmp_path / "cuda")["amp"] == {"autocast_dtype": "float16", "grad_scaler": True}
     assert read_meta(tmp_path / "cuda")["device"].startswith("cuda")
 
 
