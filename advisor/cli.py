@@ -32,6 +32,13 @@ def _notes_store():
     return NotesStore()
 
 
+def _target(target: str | None) -> str | None:
+    """What was typed (a path, `demo`, the name of a run opened before) -> the path to read."""
+    from advisor.notes import resolve_target
+
+    return resolve_target(target)
+
+
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", envvar="TRAIN_ADVISOR_DB", type=click.Path(dir_okay=False), help="KB file (env TRAIN_ADVISOR_DB).")
 @click.pass_context
@@ -67,7 +74,7 @@ def annotate(ctx, log: str, as_json: bool, as_markdown: bool, output: str | None
 
     if as_json and as_markdown:
         raise AdvisorError("choose one of --json and --markdown")
-    run = read_log(log, roles_file=roles, run=run_name)
+    run = read_log(_target(log), roles_file=roles, run=run_name)
     result = annotate_run(run, kb=_open_kb(ctx.obj["db"]))
     if output:
         rows = write_annotated(run, result, output)
@@ -95,7 +102,7 @@ def diagnose(ctx, target: str | None, describe: str | None, top: int, roles: str
     """Rank fixes for a run or log (a probe run directory, CSV, JSONL, TensorBoard, trainer_state.json)."""
     from advisor.diagnose import diagnose as run_diagnosis
 
-    result = run_diagnosis(target, describe=describe, kb=_open_kb(ctx.obj["db"]), roles_file=roles, top=top, notes=_notes_store(), run=run_name)
+    result = run_diagnosis(_target(target), describe=describe, kb=_open_kb(ctx.obj["db"]), roles_file=roles, top=top, notes=_notes_store(), run=run_name)
     if as_json:
         data = {
             "path": result.path,
@@ -156,19 +163,21 @@ def diagnose(ctx, target: str | None, describe: str | None, top: int, roles: str
 def explain(ctx, target, describe, backend, base_url, model, model_path, timeout, max_tokens, run_name, as_json) -> None:
     """Explain a diagnosis in prose, citing KB entries; never advice that is not in the KB."""
     from advisor.diagnose import diagnose as run_diagnosis
+    from advisor.explain import check_options, render_text
     from advisor.explain import explain as run_explain
 
-    diagnosis = run_diagnosis(target, describe=describe, kb=_open_kb(ctx.obj["db"]), run=run_name)
     options = {
         k: v
         for k, v in {"base_url": base_url, "model": model, "model_path": model_path, "timeout": timeout, "max_tokens": max_tokens}.items()
         if v is not None
     }
+    check_options(backend, **options)  # bad options fail now, not after the diagnosis
+    diagnosis = run_diagnosis(_target(target), describe=describe, kb=_open_kb(ctx.obj["db"]), notes=_notes_store(), run=run_name)
     result = run_explain(diagnosis, describe=describe, backend=backend, **options)
     if as_json:
         click.echo(result.model_dump_json())
     else:
-        click.echo(result.text)
+        click.echo(render_text(result), nl=False)
 
 
 @cli.command()
@@ -176,10 +185,13 @@ def explain(ctx, target, describe, backend, base_url, model, model_path, timeout
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
 def notes(target: str, as_json: bool) -> None:
-    """What you marked (tried, helped, did not help, dismissed) on a run, with your notes."""
-    from advisor.notes import NotesStore, run_key
+    """What you marked (tried, helped, did not help, dismissed) on a run, with your notes.
 
-    rows = NotesStore().export(run_key(target))
+    TARGET: the run's path (relative works), `demo`, or the name of a run you opened."""
+    from advisor.notes import NotesStore, notes_key_of
+
+    store = NotesStore()
+    rows = store.export(notes_key_of(target, store))
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, default=str))
         return

@@ -11,7 +11,6 @@ import pytest
 
 from advisor.annotate import annotate, sparkline
 from advisor.diagnose import diagnose
-from conftest import shared_path
 
 DEMO = os.path.join(os.path.dirname(__file__), "..", "advisor", "data", "demo_jepa_run.jsonl")
 
@@ -57,7 +56,7 @@ def check_jepa_findings(result, names):
 
 
 def test_jepa_run_findings_in_the_right_windows(kb):
-    result = annotate(shared_path("fixtures", "jepa_run.jsonl"), kb=kb)
+    result = annotate(DEMO, kb=kb)
     assert result["axis"] == "step" and result["format"] == "jsonl"
     assert {s["name"] for s in result["series"]} >= set(RENAMES)
     check_jepa_findings(result, {k: k for k in RENAMES})
@@ -68,7 +67,7 @@ def test_jepa_run_findings_in_the_right_windows(kb):
 
 def test_jepa_run_with_every_column_renamed(kb, tmp_path):
     renamed = tmp_path / "renamed.jsonl"
-    with open(shared_path("fixtures", "jepa_run.jsonl")) as src, open(renamed, "w") as dst:
+    with open(DEMO) as src, open(renamed, "w") as dst:
         for line in src:
             row = json.loads(line)
             dst.write(json.dumps({RENAMES.get(k, k): v for k, v in row.items()}) + "\n")
