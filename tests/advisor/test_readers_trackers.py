@@ -14,26 +14,9 @@ import pytest
 
 from advisor.models import AdvisorError
 from advisor.readers import list_runs, mlflow_runs, read_log, wandb_runs
+from tracker_runs import export_csv, mlflow_stores, tensorboard_runs, wandb_run
 
 # ---- W&B ----------------------------------------------------------------------------------------------
-
-
-def wandb_run(base: Path, name: str, losses: list[float], extra: dict | None = None) -> Path:
-    """An offline run made by wandb itself; returns its run directory."""
-    import wandb
-
-    run = wandb.init(mode="offline", dir=str(base), project="advisor-test", name=name,
-                     config={"max_grad_norm": 1.0, "lr": 1e-3}, settings=wandb.Settings(silent=True, console="off"))
-    for i, loss in enumerate(losses):
-        row = {"train/loss": loss, "lr": 1e-3}
-        if i % 10 == 9:
-            row["val/loss"] = loss * 1.1
-        if i == 5 and extra:
-            row.update(extra)
-        run.log(row)
-    run_dir = Path(run.dir).parent  # run.dir is <run dir>/files
-    run.finish()
-    return run_dir
 
 
 @pytest.fixture(scope="module")
@@ -112,22 +95,6 @@ def test_without_wandb_installed_the_error_says_how_to_get_it(tmp_path, monkeypa
 # ---- the W&B chart export ---------------------------------------------------------------------------
 
 
-def export_csv(path: Path) -> Path:
-    """The columns the W&B UI writes when a chart is exported as CSV (several runs, sampled bounds)."""
-    head = ['"Step"']
-    for run in ("sweep-7 lr=3e-4", "sweep-8 lr=1e-3"):
-        head += [f'"{run} - train/loss"', f'"{run} - train/loss__MIN"', f'"{run} - train/loss__MAX"']
-    lines = [",".join(head)]
-    for step in range(0, 500, 10):
-        a = 2.0 / (1 + step / 50)
-        b = 1.5 / (1 + step / 100) if step < 300 else ""
-        cells = [str(step), f"{a}", f"{a * 0.9}", f"{a * 1.1}"]
-        cells += [f"{b}", f"{b * 0.9}" if b != "" else "", f"{b * 1.1}" if b != "" else ""]
-        lines.append(",".join(f'"{c}"' for c in cells))
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def test_wandb_chart_export_picks_a_run_by_name(tmp_path):
     p = export_csv(tmp_path / "wandb_export_2026-01-01.csv")
     assert [c.label for c in list_runs(p)] == ["sweep-7 lr=3e-4", "sweep-8 lr=1e-3"]
@@ -147,36 +114,10 @@ def test_wandb_chart_export_picks_a_run_by_name(tmp_path):
 # ---- MLflow -----------------------------------------------------------------------------------------
 
 
-def _log_mlflow_runs(mlflow) -> None:
-    mlflow.set_experiment("jepa")
-    with mlflow.start_run(run_name="baseline"):
-        mlflow.log_param("max_grad_norm", 0.5)
-        for step in range(30):
-            mlflow.log_metric("train/loss", 2.0 / (step + 1), step=step)
-            mlflow.log_metric("val_loss", float("nan") if step == 12 else 2.2 / (step + 1), step=step)
-        for v in (3.0, 2.0, 1.0):
-            mlflow.log_metric("throughput", v)  # no step: all at step 0
-    with mlflow.start_run(run_name="bigger-lr"):
-        for step in range(20):
-            mlflow.log_metric("train/loss", 1.0 + step, step=step)
-
-
 @pytest.fixture(scope="module")
-def mlflow_stores(tmp_path_factory) -> tuple[Path, Path]:
-    mlflow = pytest.importorskip("mlflow")
-    base = tmp_path_factory.mktemp("mlflow")
-    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
-    try:
-        mlflow.set_tracking_uri((base / "mlruns").as_uri())
-        _log_mlflow_runs(mlflow)
-        db = f"sqlite:///{base / 'mlflow.db'}"
-        mlflow.set_tracking_uri(db)
-        mlflow.set_registry_uri(db)
-        _log_mlflow_runs(mlflow)
-    finally:
-        mlflow.set_tracking_uri("")
-        os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
-    return base / "mlruns", base / "mlflow.db"
+def ml_stores(tmp_path_factory) -> tuple[Path, Path]:
+    pytest.importorskip("mlflow")
+    return mlflow_stores(tmp_path_factory.mktemp("mlflow"))
 
 
 def _check_baseline(run) -> None:
@@ -192,10 +133,10 @@ def _check_baseline(run) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("store", ["file", "sqlite"])
 @pytest.mark.parametrize("client", [True, False], ids=["mlflow-client", "layout"])
-def test_mlflow_runs_by_name_and_id(mlflow_stores, monkeypatch, store, client):
+def test_mlflow_runs_by_name_and_id(ml_stores, monkeypatch, store, client):
     if not client:
         monkeypatch.setattr(mlflow_runs, "_mlflow_client", lambda: None)  # as where mlflow is not installed
-    path = mlflow_stores[0] if store == "file" else mlflow_stores[1]
+    path = ml_stores[0] if store == "file" else ml_stores[1]
     newest = read_log(path)
     assert newest.meta["run_name"] == "bigger-lr" and any("baseline" in n for n in newest.skipped)
     baseline = read_log(path, run="baseline")
@@ -211,14 +152,7 @@ def test_mlflow_runs_by_name_and_id(mlflow_stores, monkeypatch, store, client):
 
 
 def test_tensorboard_logdir_of_several_runs_picks_by_name(tmp_path):
-    from torch.utils.tensorboard import SummaryWriter
-
-    for i, name in enumerate(["lr_1e-3", "lr_3e-4", "lr_1e-4"]):
-        with SummaryWriter(str(tmp_path / "runs" / name)) as w:
-            for step in range(20):
-                w.add_scalar("train/loss", (i + 1) / (step + 1), step)
-        for f in (tmp_path / "runs" / name).iterdir():
-            os.utime(f, (3_000_000 + i, 3_000_000 + i))
+    tensorboard_runs(tmp_path / "runs")
     newest = read_log(tmp_path / "runs")
     assert newest.series["train/loss"].values[0] == 3.0
     assert any("lr_1e-3" in n and "lr_3e-4" in n for n in newest.skipped)
