@@ -726,6 +726,72 @@ def _words_in(lines: list[str], start: int, end: int) -> int:
     return sum(len(ln.split()) for ln in lines[start:end])
 
 
+def _is_question(lead: str) -> bool:
+    """A list item's lead that reads as a question or a quoted error, not as a sentence of advice."""
+    lead = inline_text(lead).strip()
+    if not lead:
+        return False
+    if lead.endswith("?") or lead[0] in "\"'`\u201c":
+        return True
+    return len(lead.split()) <= 20 and lead[-1] not in ".:;!,"
+
+
+def _question_items(lines: list[str], start: int, end: int) -> list[tuple[int, int]]:
+    """Line ranges (0-based, end exclusive) of the top-level list items of a section written as a list
+    of questions with answers (a FAQ): at least two items, at least two thirds of them leading with a
+    question or quoted error and holding an answer after it, and the list carrying most of the
+    section's text. [] for any other section (a list of advice is one entry)."""
+    tokens = _MD.parse("\n".join(lines[start:end]))
+    items: list[tuple[int, int, bool]] = []
+    for i, t in enumerate(tokens):
+        if not (t.type == "list_item_open" and t.level == 1 and t.map):
+            continue
+        lead, blocks = "", 0
+        for u in tokens[i + 1 :]:
+            if u.type == "list_item_close" and u.level == 1:
+                break
+            if u.type == "inline" and not lead:
+                lead = u.content
+            if u.level == 2 and u.type in ("paragraph_open", "fence", "code_block", "table_open", "bullet_list_open", "ordered_list_open"):
+                blocks += 1
+        items.append((start + t.map[0], start + t.map[1], _is_question(lead) and blocks > 1))
+    if len(items) < 2 or sum(1 for *_, q in items if q) * 3 < 2 * len(items):
+        return []
+    listed = sum(len(ln.split()) for a, b, _ in items for ln in lines[a:b])
+    if listed * 2 < _words_in(lines, start, end):
+        return []
+    return [(a, b) for a, b, _ in items]
+
+
+def _qa_entry(source: str, file: str, lines: list[str], start: int, end: int, chain: list[str]) -> Entry | None:
+    """One question-and-answer list item -> an entry: the question (what the reader sees) is its title
+    and symptom; the answer's lists and prose are read like a section's."""
+    item = lines[start:end]
+    first = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", item[0])
+    indent = len(item[0]) - len(item[0].lstrip()) + (len(item[0].lstrip()) - len(re.sub(r"^(?:[-*+]|\d+[.)])\s+", "", item[0].lstrip())))
+    body = [first] + [ln[indent:] if ln[:indent].strip() == "" else ln.lstrip() for ln in item[1:]]
+    heads, blocks = _blocks(_MD.parse("\n".join(body)))
+    if not blocks or blocks[0].kind != "para":
+        return None
+    question = inline_text(blocks[0].text).strip()
+    if not question:
+        return None
+    title = question.rstrip(" .")
+    if len(title) > 1 and title[0] in "\"\u201c" and title[-1] in "\"\u201d" and not re.search("[\"\u201c\u201d]", title[1:-1]):
+        title = title[1:-1]  # a quoted error message alone
+    if len(title) > 150:
+        title = title[:150].rsplit(" ", 1)[0] + "…"
+    symptoms, causes, steps, text = _prose_fields(blocks[1:])
+    code = [b.text for b in blocks[1:] if b.kind == "code"]
+    while end > start + 1 and lines[end - 1].strip() == "":
+        end -= 1
+    return Entry(
+        id=f"{source}/{slugify(title)}", source=source, kind="problem", title=title, section=" > ".join(chain),
+        symptoms=[question, *symptoms], causes=causes, steps=steps, diagnosis_code=code, rationale=" ".join(text),
+        body="\n".join(lines[start:end]), provenance=Provenance(file=file, start_line=start + 1, end_line=end),
+    )
+
+
 def _parse_generic(*, source, file, headings, blocks, lines) -> ParsedDocument:
     """Sections become entries; a section longer than one embedding window is cut at its sub-headings
     (each part keeps its parent headings as context), boilerplate sections are skipped, and sub-headings
@@ -767,7 +833,16 @@ def _parse_generic(*, source, file, headings, blocks, lines) -> ParsedDocument:
             skipped.append(name)
             return
         kids = children(h)
-        if not kids or _words_in(lines, h.line + 1, h.end) <= MAX_ENTRY_WORDS:
+        long = _words_in(lines, h.line + 1, h.end) > MAX_ENTRY_WORDS
+        items = _question_items(lines, h.line + 1, h.end) if long and not kids else []
+        if items:  # a FAQ written as a list: each question with its answer is an entry
+            emit(h, items[0][0], chain)
+            for start, end in items:
+                qa = _qa_entry(source, file, lines, start, end, chain + [name])
+                if qa is not None:
+                    entries.append(qa)
+            return
+        if not kids or not long:
             emit(h, h.end, chain)
             return
         emit(h, kids[0].line, chain)  # the section's own text before its first sub-heading

@@ -19,6 +19,7 @@ from kb.parse import parse_file, parse_text
 DATA = Path(__file__).resolve().parent / "kb" / "data"
 PLAYBOOK = DATA / "playbook" / "README.md"
 MLFLOW = DATA / "mlflow" / "troubleshooting.md"
+MMDET_FAQ = DATA / "mmdet" / "faq.md"
 SHIPPED = {"audit": 4, "catalog": 100, "guide": 19, "run": 14}
 
 
@@ -78,6 +79,20 @@ def test_troubleshooting_guide_fields_and_prose_cues():
     assert e.symptoms == ["the loss jump by 10x after a restart"]
     assert e.steps == ["reload the optimizer state too.", "lower the learning rate", "clip gradients"]
     assert e.causes == ["a stale optimizer state"]
+
+
+def test_faq_written_as_a_list_is_cut_at_its_questions():
+    doc = parse_file(MMDET_FAQ, "faq")
+    by_title = {e.title: e for e in doc.entries}
+    nan = by_title["Loss goes Nan"]
+    assert nan.section == "Training" and nan.symptoms[0] == '"Loss goes Nan"'
+    assert len(nan.steps) == 4 and nan.steps[2].startswith("Extend the warmup iterations")
+    lines = MMDET_FAQ.read_text(encoding="utf-8").split("\n")
+    assert lines[nan.provenance.start_line - 1].startswith('- "Loss goes Nan"')
+    assert "GPU out of memory" in by_title and "Segmentation fault" in by_title
+    # a short section stays whole; a list of advice sentences (the playbook) is not taken for questions
+    assert "Coding" in by_title
+    assert not any(e.title.startswith("It’s not uncommon") for e in parse_file(PLAYBOOK, "pb").entries)
 
 
 # ---- a docs folder ------------------------------------------------------------------------------------
