@@ -34,12 +34,13 @@ GROWTH_FACTOR = 3.0  # a norm that grows 3x over the series is growing without b
 SLOWDOWN_FACTOR = 1.5  # epoch time up 1.5x: training slows down over time
 LOSS_RISE = 1.1  # loss up 10% over its series
 FLAT_RELATIVE = 0.02  # a loss series moving less than 2% is flat
+ACCURACY_DROP = 1.1  # accuracy down 10% (relative) over its series
 SCALE_DROPS = 2  # an AMP loss scale halved twice in a row is the scaler backing off from overflow
 
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _TOKEN = re.compile(
     rf"(?P<range>(?<![\w.])\d+(?:\.\d+)?[-–]\d+(?:\.\d+)?%?(?![\w.]))"
-    rf"|(?P<num>(?<![\w.]){_NUMBER}%?(?![\w]))"
+    rf"|(?P<num>(?<![\w.]){_NUMBER}(?:%|(?P<unit>ms|s|sec|min|h|gb|gib|mb))?(?![\w]))"
     r"|(?P<nan>(?<![\w])(?:nan|inf|-inf)(?![\w]))"
     r"|(?P<arrow>->|→|=>|⟶|\bto\b)"
     r"|(?P<word>[A-Za-z_][\w/.\-]*[A-Za-z0-9_])|(?P<word1>[A-Za-z])"
@@ -49,6 +50,8 @@ _TOKEN = re.compile(
 # words that sit between a key and its value, or are indexes rather than metrics
 _FILLER = frozenset("is are was at of the a an = : from around about only still stays stuck sits by every each after while with".split())
 _INDEX = re.compile(r"^(?:epoch|epochs|ep|step|steps|iter|iters|iteration|iterations|batch|_step|global_step|layer|block)$", re.I)
+# a "from a to b" on these is a config change the user made, not a curve
+_HYPERPARAMETER = re.compile(r"\b(?:lr|learning[ _]rate|weight[ _]decay|wd|batch[ _]size|bs|momentum|temperature|temp|tau|warmup|dropout|beta\d?|eps|seed)\b")
 _SIZE_UNITS = frozenset(
     "units unit dims dim dimensions channels layers heads neurons hidden tokens params parameters samples images examples codes gb gib mb mib kb classes class k m".split()
 )
@@ -75,67 +78,76 @@ def _value(tok: str) -> tuple[float, bool]:
 
 
 def read_numbers(text: str) -> list[Reading]:
-    """Named readings in text order. Repeated keys extend one series (`epoch 2 loss 4.10 | epoch 3 loss 4.09`)."""
+    """Named readings in text order. Repeated keys extend one series (`epoch 2 loss 4.10 | epoch 3 loss 4.09`).
+
+    Index words (epoch, step, ...) take the one number that follows them and nothing else, so
+    `emb_norm 5.2 (ep 1) -> 398.7 (ep 100)` is one norm series and `epoch 1: 612s | epoch 30: 2710s`
+    one duration series; numbers that follow a value without a new key continue its series.
+    """
     readings: dict[str, Reading] = {}
     order: list[str] = []
     name_words: list[str] = []
-    last: Reading | None = None
+    metric: Reading | None = None  # the reading a bare number or an arrow continues
     after_arrow = False
+    pending_index: str | None = None
+
+    def add(name: str, values: list[float], pct: bool, unit: str = "", is_range: bool = False) -> Reading:
+        key = f"{name}#range{len(order)}" if is_range else name
+        if key in readings:
+            readings[key].values.extend(values)
+            readings[key].unit = readings[key].unit or unit
+        else:
+            readings[key] = Reading(name=name, values=values, percent=pct, unit=unit, is_range=is_range)
+            order.append(key)
+        return readings[key]
+
     for m in _TOKEN.finditer(text):
         kind = m.lastgroup
         tok = m.group(0)
         if kind in ("word", "word1"):
             low = tok.lower()
-            if last is not None and not name_words and (low in _SIZE_UNITS or low in _DURATION_UNITS):
-                last.unit = last.unit or low
+            if metric is not None and not name_words and pending_index is None and (low in _SIZE_UNITS or low in _DURATION_UNITS):
+                metric.unit = metric.unit or low
                 continue
             if low in _FILLER or re.fullmatch(r"(?:ep|epoch|step|iter)\d+", low):
                 continue  # "(ep5)" inside a series marks where, not what
-            if _INDEX.match(low) and not name_words:
-                name_words = [low]
+            if _INDEX.match(low):
+                pending_index = low
                 continue
-            if name_words and _INDEX.match(name_words[0]) and len(name_words) == 1:
-                name_words = []
+            pending_index = None
             name_words = (name_words + [low])[-3:]
-            last = None if last is not None and name_words else last
+            metric = None
             after_arrow = False
         elif kind == "sep":
             name_words = []
+            pending_index = None
             after_arrow = False
         elif kind == "arrow":
-            after_arrow = last is not None
+            after_arrow = metric is not None
         elif kind in ("num", "nan", "range"):
+            unit = (m.group("unit") or "").lower() if kind == "num" else ""
+            if pending_index is not None:  # "epoch 3": where in the run, not a value
+                add("epoch" if pending_index.startswith("ep") else pending_index, [float(re.sub(r"[^\d.]", "", tok) or 0)], False)
+                pending_index = None
+                continue
             name = " ".join(name_words)
             if kind == "range":
                 lo, hi = re.split(r"[-–]", tok.rstrip("%"), maxsplit=1)
                 pct = tok.endswith("%")
-                vals = [float(lo) / (100 if pct else 1), float(hi) / (100 if pct else 1)]
-                reading = Reading(name=name, values=vals, percent=pct, is_range=True)
-                key = f"{name}#range{len(order)}"
-                readings[key], last = reading, reading
-                order.append(key)
-                after_arrow = False
+                metric = add(name, [float(lo) / (100 if pct else 1), float(hi) / (100 if pct else 1)], pct, is_range=True)
+                name_words, after_arrow = [], False
                 continue
             if kind == "nan":
                 v, pct = (math.nan if "nan" in tok.lower() else math.inf), False
             else:
-                v, pct = _value(tok)
-            if after_arrow and last is not None:
-                last.values.append(v)
-                last.arrow = True
+                v, pct = _value(tok[: len(tok) - len(unit)] if unit else tok)
+            if metric is not None and (after_arrow or not name_words):
+                metric.values.append(v)  # "a -> b" or "loss: 1.21 (ep5) 1.34 (ep10)": one series
+                metric.arrow = metric.arrow or after_arrow
+                metric.unit = metric.unit or unit
                 after_arrow = False
                 continue
-            if last is not None and not name_words:
-                last.values.append(v)  # "loss: 1.21 (ep5) 1.34 (ep10)": one series
-                continue
-            if name in readings:
-                reading = readings[name]
-                reading.values.append(v)
-            else:
-                reading = Reading(name=name, values=[v], percent=pct)
-                readings[name] = reading
-                order.append(name)
-            last = reading
+            metric = add(name, [v], pct, unit)
             name_words = []
     return [readings[k] for k in order]
 
@@ -224,7 +236,7 @@ def findings(text: str) -> list[str]:
         if not finite or r.is_range:
             continue
         first, last_v = finite[0], finite[-1]
-        series = len(finite) >= 2 and r.unit not in _SIZE_UNITS and not _INDEX.match(name or "epoch")
+        series = len(finite) >= 2 and r.unit not in _SIZE_UNITS and not _INDEX.match(name)
         if _has(name, "scale", "scaler") and series and is_scale_backing_off(finite):
             out.append("AMP mixed precision fp16 overflow loss scale reduced")
         elif _has(name, "grad") and _has(name, "norm") or name in ("gnorm",):
@@ -253,6 +265,10 @@ def findings(text: str) -> list[str]:
                     out.append("training becomes slower over time epoch time increases")
             elif _has(name, "norm") and not _has(name, "grad") and ratio >= GROWTH_FACTOR:
                 out.append("norms grow over time")
+            elif _HYPERPARAMETER.search(name):
+                out.append("hyperparameter changed small change sensitive to hyperparameters")
+            elif _has(name, "acc", "top1", "f1", "map") and ratio <= 1 / ACCURACY_DROP:
+                out.append("accuracy drops performance degrades")
             elif _has(name, "loss") and ratio >= LOSS_RISE:
                 out.append("validation loss increases" if _has(name, "val", "eval", "test") else "loss increases")
             elif _has(name, "loss") and abs(last_v - first) <= FLAT_RELATIVE * abs(first) and len(finite) >= 2:
