@@ -132,27 +132,62 @@ def _pick(rows: list, idx: np.ndarray) -> list:
     return [rows[int(idx[0])]] if len(idx) == 1 else list(itemgetter(*idx.tolist())(rows))
 
 
-def _key_groups(records: list[dict]) -> list[tuple[tuple, np.ndarray, list[dict]]]:
-    """Rows grouped by the keys they have: (keys, row indices, rows). Grouped by length first, which
-    settles a log whose rows all log the same keys without building a key tuple per row."""
+def _fill_group(keys: tuple, idx: np.ndarray, rows: list[dict], n: int, values: dict, missing: dict, cells: dict, first: dict) -> None:
+    """Put one group's cells into the columns; KeyError when a row lacks one of `keys`."""
+    for k in keys:
+        if k not in values:
+            values[k] = np.full(n, np.nan)
+            missing[k] = np.ones(n, dtype=bool)
+        first[k] = min(first.get(k, n), int(idx[0]))
+    if not keys:
+        return
+    # Types are checked on the ends of the group; anything fromiter cannot take (null, text,
+    # objects, integers beyond float range) raises, and those columns go cell by cell below.
+    sample = rows[:256] + rows[-256:] if len(rows) > 512 else rows
+    matrix = None
+    if set(map(type, chain.from_iterable(map(dict.values, sample)))) <= {float, int}:
+        try:
+            cells_in_order = map(itemgetter(*keys), rows)  # rows may order their keys differently
+            if len(keys) > 1:
+                cells_in_order = chain.from_iterable(cells_in_order)
+            matrix = np.fromiter(cells_in_order, dtype=np.float64, count=len(rows) * len(keys)).reshape(len(rows), len(keys))
+        except (OverflowError, ValueError, TypeError):
+            matrix = None  # an integer beyond float range: cell by cell below
+    if matrix is not None:
+        for j, k in enumerate(keys):
+            values[k][idx] = matrix[:, j]
+            missing[k][idx] = False
+        return
+    for j, k in enumerate(keys):
+        col = [r[k] for r in rows]
+        if set(map(type, col)) <= {float}:
+            values[k][idx] = col
+            missing[k][idx] = False
+        else:
+            cells.setdefault(k, {}).update(zip(idx.tolist(), col))
+
+
+def _by_length(records: list[dict]) -> list[tuple[np.ndarray, list[dict]]]:
+    """Rows grouped by how many keys they have: (row indices, rows). Rows of one length usually log
+    the same keys; `_by_keys` splits a group where they do not (reading it raises KeyError)."""
     n = len(records)
     lengths = np.fromiter(map(len, records), dtype=np.int64, count=n)
-    parts = []
+    groups = []
     for length in np.unique(lengths).tolist():
         idx = np.flatnonzero(lengths == length)
-        rows = records if len(idx) == n else _pick(records, idx)
-        keys = rows[0].keys()
-        if all(map(keys.__eq__, map(dict.keys, rows))):  # one key set, in any order
-            parts.append((tuple(keys), idx, rows))
-            continue
-        keysets = list(map(frozenset, rows))
-        groups = {k: i for i, k in enumerate(dict.fromkeys(keysets))}
-        ids = np.fromiter(map(groups.__getitem__, keysets), dtype=np.int64, count=len(rows))
-        for g in range(len(groups)):
-            sub = np.flatnonzero(ids == g)
-            group_rows = _pick(rows, sub)
-            parts.append((tuple(group_rows[0]), idx[sub], group_rows))
-    return parts
+        groups.append((idx, records if len(idx) == n else _pick(records, idx)))
+    return groups
+
+
+def _by_keys(idx: np.ndarray, rows: list[dict]) -> list[tuple[np.ndarray, list[dict]]]:
+    keysets = list(map(frozenset, rows))
+    groups = {k: i for i, k in enumerate(dict.fromkeys(keysets))}
+    ids = np.fromiter(map(groups.__getitem__, keysets), dtype=np.int64, count=len(rows))
+    out = []
+    for g in range(len(groups)):
+        sub = np.flatnonzero(ids == g)
+        out.append((idx[sub], _pick(rows, sub)))
+    return out
 
 
 def records_table(records: list[dict], notes: list[str]) -> Table:
@@ -160,44 +195,20 @@ def records_table(records: list[dict], notes: list[str]) -> Table:
     if any(isinstance(v, dict) for r in records[:50] for v in r.values()):
         records = [_flatten(r) for r in records]
     n = len(records)
-    parts = sorted(_key_groups(records), key=lambda part: int(part[1][0]))  # columns in the order the log first has them
     values: dict[str, np.ndarray] = {}
     missing: dict[str, np.ndarray] = {}
     cells: dict[str, dict[int, Any]] = {}  # cells that are not plain numbers, by key and row
-    for keys, idx, rows in parts:
-        for k in keys:
-            if k not in values:
-                values[k] = np.full(n, np.nan)
-                missing[k] = np.ones(n, dtype=bool)
-        if not keys:
-            continue
-        # Types are checked on the ends of the group; anything fromiter cannot take (null, text,
-        # objects, integers beyond float range) raises, and those columns go cell by cell below.
-        sample = rows[:256] + rows[-256:] if len(rows) > 512 else rows
-        matrix = None
-        if set(map(type, chain.from_iterable(map(dict.values, sample)))) <= {float, int}:
-            try:
-                cells_in_order = map(itemgetter(*keys), rows)  # rows may order their keys differently
-                if len(keys) > 1:
-                    cells_in_order = chain.from_iterable(cells_in_order)
-                matrix = np.fromiter(cells_in_order, dtype=np.float64, count=len(rows) * len(keys)).reshape(len(rows), len(keys))
-            except (OverflowError, ValueError, TypeError):
-                matrix = None  # an integer beyond float range: cell by cell below
-        if matrix is not None:
-            for j, k in enumerate(keys):
-                values[k][idx] = matrix[:, j]
-                missing[k][idx] = False
-            continue
-        for j, k in enumerate(keys):
-            col = [r[k] for r in rows]
-            if set(map(type, col)) <= {float}:
-                values[k][idx] = col
-                missing[k][idx] = False
-            else:
-                cells.setdefault(k, {}).update(zip(idx.tolist(), col))
+    first: dict[str, int] = {}  # the first row that has each key: columns keep the log's order
+    pending = _by_length(records)
+    while pending:
+        idx, rows = pending.pop()
+        try:
+            _fill_group(tuple(rows[0]), idx, rows, n, values, missing, cells, first)
+        except KeyError:  # rows of one length with different keys
+            pending.extend(_by_keys(idx, rows))
     columns: dict[str, Column] = {}
     non_numeric: list[str] = []
-    for k in values:
+    for k in sorted(values, key=first.__getitem__):
         name = str(k)
         if k in cells:
             rows_k = np.fromiter(cells[k], dtype=np.int64, count=len(cells[k]))

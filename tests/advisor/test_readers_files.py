@@ -342,3 +342,13 @@ def test_a_tensorboard_file_that_is_corrupt_has_no_scalars(tmp_path):
     p.write_bytes(b"\x00" * 64)
     with pytest.raises(AdvisorError):
         read_log(p)
+
+
+def test_jsonl_rows_with_other_keys_or_key_orders_land_in_the_right_columns(tmp_path):
+    rows = [{"step": 1, "loss": 1.0, "a": 10.0}, {"step": 2, "loss": 0.9, "b": 20.0}, {"loss": 0.8, "a": 11.0, "step": 3},
+            {"b": 21.0, "step": 4, "loss": 0.7}, {"step": 5, "loss": None, "a": "12"}, {"step": 6, "loss": 0.5}]
+    run = read_log(write(tmp_path / "h.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n"))
+    assert list(run.series["a"].steps) == [1, 3, 5] and list(run.series["a"].values) == [10.0, 11.0, 12.0]
+    assert list(run.series["b"].steps) == [2, 4] and list(run.series["b"].values) == [20.0, 21.0]
+    assert list(run.series["loss"].steps) == [1, 2, 3, 4, 6]
+    assert run.meta["columns"][:2] == ["step", "loss"]
