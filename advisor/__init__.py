@@ -15,7 +15,7 @@ _LAZY = {
     "annotate": ("advisor.annotate", "annotate"),
     "diagnose": ("advisor.diagnose", "diagnose"),
     "explain": ("advisor.explain", "explain"),
-    "read_log": ("advisor.logs", "read_log"),
+    "read_log": ("advisor.readers", "read_log"),
 }
 
 
