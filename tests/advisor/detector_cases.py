@@ -117,7 +117,7 @@ HEALTHY_READINGS = {
 }
 
 
-def probe_store(path: Path, readings: dict) -> Path:
+def probe_store(path: Path, readings: dict, meta: dict | None = None) -> Path:
     con = runstore.open_for_writing(path)
     rows = []
     n = len(PROBE_STEPS)
@@ -125,7 +125,7 @@ def probe_store(path: Path, readings: dict) -> Path:
         for i, step in enumerate(PROBE_STEPS):
             rows.append((int(step), name, float(fn(i, n) if callable(fn) else fn), 0.0))
     runstore.write_readings(con, rows)
-    runstore.write_meta(con, {"started": 0.0, "finished": 1.0, "every": 5})
+    runstore.write_meta(con, {"started": 0.0, "finished": 1.0, "every": 5, **(meta or {})})
     con.close()
     return path
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from detector_cases import STEPS, T, N, healthy_loss, loud, make_run, noisy, of_kind, only, real
+from detector_cases import STEPS, T, make_run, noisy, of_kind, only
 
 from advisor.detectors import detect
 

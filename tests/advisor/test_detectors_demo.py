@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import shared_path
-from detector_cases import loud, of_kind, only
+from detector_cases import of_kind, only
 
 from advisor.detectors import detect
 from advisor.logs import read_log

@@ -68,3 +68,67 @@ def test_early_transients_do_not_alarm(tmp_path):
     # huge updates and a spiky loss at the first readings only (Adam's first steps): nothing loud
     change = {"update/max_ratio": after(15, 3e-3, 2.0), "loss": after(10, _decay(2.3, 0.3, 0.08), 40.0)}
     assert loud(detect(read_log(probe_store(tmp_path / "run", {**HEALTHY_READINGS, **change})))) == []
+
+
+# ---- the rule table ------------------------------------------------------------------------------------------
+
+
+def test_every_rule_is_a_registry_row_with_its_limit_and_source():
+    from advisor.detectors import REGISTRY
+    from advisor.detectors.readings import RULES
+
+    rows = {d.kind: d for d in REGISTRY if d.fn.__module__ == "advisor.detectors.readings"}
+    for rule in RULES:
+        row = rows[rule.kind]
+        assert rule.reading in row.threshold and f"{rule.limit:g}" in row.threshold
+        assert rule.reference and rule.reference.split(" (")[0] in row.reference
+        assert row.fn.__name__ == f"detect_{rule.kind}"
+
+
+# ---- activation-aware dead units ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def negative_bias_runs(tmp_path_factory):
+    """Real CPU runs: an MLP whose hidden pre-activations start at -3 (biases), with ReLU and with GELU."""
+    from detector_cases import mlp, train_classifier
+    from torch import nn
+
+    base = tmp_path_factory.mktemp("acts")
+    return {name: detect(read_log(train_classifier(base / name, mlp([64, 64, 32, 10], act=act, bias=-3.0), steps=60)))
+            for name, act in (("relu", nn.ReLU), ("gelu", nn.GELU))}
+
+
+def test_relu_outputs_at_zero_are_dead_units_and_gelu_outputs_are_not(negative_bias_runs):
+    relu = [s for s in negative_bias_runs["relu"] if s.kind == "dead_units"]
+    assert relu and all(s.severity == "high" for s in relu)
+    assert not [s for s in negative_bias_runs["gelu"] if s.kind == "dead_units"]
+
+
+def test_zero_fractions_of_a_non_relu_layer_in_an_older_store_are_not_dead_units(tmp_path):
+    # stores written before the probe knew activation kinds counted GELU outputs <= 0 as inactive
+    change = {"act/mlp.act/zero_fraction": 0.95, "act/mlp.act/dead_unit_share": 0.0,
+              "act/block.gelu/zero_fraction": 0.95, "act/encoder.0/zero_fraction": after(100, 0.95, 0.5)}
+    signals = detect(read_log(probe_store(tmp_path / "run", {**HEALTHY_READINGS, **change},
+                                          meta={"activation_kinds": {"mlp.act": "gelu", "encoder.0": "relu"}})))
+    dead = {s.numbers["layer"] for s in signals if s.kind == "dead_units"}
+    assert dead == {"encoder.0"}
+
+
+# ---- causal-mask-aware attention entropy ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def attention_runs(tmp_path_factory):
+    from detector_cases import train_causal_attention
+
+    base = tmp_path_factory.mktemp("attention")
+    return {u: detect(read_log(train_causal_attention(base / str(u), uniform=u))) for u in (True, False)}
+
+
+def test_exactly_uniform_causal_attention_is_uniform_attention(attention_runs):
+    # each position weighs every key it may see alike: entropy at 100% of its causal maximum (it read 0.73
+    # when divided by log L over all keys)
+    s = only(attention_runs[True], "uniform_attention", "attention/entropy_ratio")
+    assert s.numbers["median"] >= 0.99
+    assert not [x for x in attention_runs[False] if x.kind == "uniform_attention"]

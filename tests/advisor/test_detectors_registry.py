@@ -93,3 +93,37 @@ def test_registry_states_thresholds_and_sources():
 
         linked = set(tomllib.loads(links.read_text())["links"])
         assert {d.kind for d in REGISTRY} <= linked
+
+
+NEW_KINDS = {"blowup", "lr_decay_plateau", "high_plateau", "reward_stall", "reward_decline", "reward_spread_collapse",
+             "partial_collapse", "accumulating_gradients"}
+
+
+def test_new_kinds_are_registered_and_linked():
+    import tomllib
+
+    kinds = {d.kind for d in REGISTRY}
+    assert NEW_KINDS <= kinds
+    linked = tomllib.loads((Path(__file__).resolve().parents[2] / "advisor" / "links.toml").read_text())["links"]
+    assert all(linked.get(k) for k in NEW_KINDS)
+    assert linked["accumulating_gradients"][0] == "guide/006-gradients-are-all-zero"  # the entry naming zero_grad()
+    assert linked["partial_collapse"][0] == "catalog/071-symmetric-architectures-cause-collapse"  # asymmetry / stop-gradient
+
+
+# ---- healthy real runs at small batch sizes stay quiet ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["cnn_batch16", "mlp_batch8_sgd"])
+def test_healthy_small_batch_runs_raise_nothing_loud(tmp_path, case):
+    # one misclassified digit in a batch of 16 lifts a ~0.05 loss several-fold; the classifier head's weight
+    # norm grows from its small init and flattens; the gradient norm grows as the model leaves its plateau
+    from detector_cases import mlp, small_cnn, train_classifier
+
+    if case == "cnn_batch16":
+        path = train_classifier(tmp_path / case, small_cnn(), steps=250, batch=16, lr=2e-3, every=10)
+    else:
+        path = train_classifier(tmp_path / case, mlp([64, 64, 32, 10]), steps=200, batch=8, lr=1e-2, opt="sgd")
+    from advisor.logs import read_log
+
+    run = read_log(path)
+    assert loud(detect(run)) == []
