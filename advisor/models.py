@@ -64,7 +64,7 @@ class Run:
     """Everything read from one log or run store, on one step axis."""
 
     path: str
-    format: str  # csv | jsonl | tensorboard | trainer_state | probe
+    format: str  # csv | jsonl | tensorboard | trainer_state | probe | wandb | wandb_export | mlflow (advisor.readers)
     axis: str  # the log's step column/key, "epoch", or "row"
     series: dict[str, Series] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # human-readable notes about what was dropped
