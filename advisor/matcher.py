@@ -6,21 +6,29 @@ For each signal, candidate entries come from two places:
 An entry found both ways scores higher than one found either way. Across signals, an entry's score is
 its best per-signal score plus a share of the others (agreement between signals), weighted by
 severity. Run-analysis problems pass part of their score to the fixes they link to.
+
+With the run at hand, only entries that fit it are suggested (advisor/applicability.py): an entry
+about a setting the run does not have (a codebook, a contrastive loss, attention...) is left out,
+whether a link, the search, the user's notes or a linked problem brought it.
 """
 
 from __future__ import annotations
 
 import tomllib
+import weakref
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Iterable
+from typing import Callable, Iterable
 
-from advisor.models import SEVERITY_ORDER, SEVERITY_WEIGHT, Evidence, Signal, Suggestion
+from advisor.applicability import Applicability, RunProfile, run_profile
+from advisor.models import SEVERITY_ORDER, SEVERITY_WEIGHT, Evidence, Run, Signal, Suggestion
 from kb import KBError, KnowledgeBase
 from kb.models import Entry
 
-SEARCH_K = 8  # search hits considered per signal
+SEARCH_K = 8  # search hits kept per signal
+SEARCH_POOL = 24  # hits fetched per signal, so that SEARCH_K remain after leaving out what does not fit
+NOTES_SCORE = 1.0  # the user's own note for this kind of signal counts like the first explicit link
 LINK_DECAY = 0.12  # the i-th linked entry scores 1 / (1 + LINK_DECAY * i)
 SEARCH_WEIGHT = 0.7  # a search hit alone is weaker evidence than an explicit link
 BOTH_BONUS = 0.15  # linked and found by search
@@ -52,28 +60,63 @@ class _Candidate:
         return scores[0] + AGREEMENT_SHARE * sum(scores[1:]) if scores else 0.0
 
 
+_APPLICABILITY: "weakref.WeakKeyDictionary[KnowledgeBase, Applicability]" = weakref.WeakKeyDictionary()
+
+
+def applicability(kb: KnowledgeBase) -> Applicability:
+    """Entry profiles of one KB, kept as long as the KB object lives."""
+    if kb not in _APPLICABILITY:
+        _APPLICABILITY[kb] = Applicability(kb)
+    return _APPLICABILITY[kb]
+
+
+def fit_filter(kb: KnowledgeBase, profile: RunProfile | None) -> Callable[[Entry], bool]:
+    """entry -> whether it may be suggested for a run with this profile (None: any entry may)."""
+    if profile is None:
+        return lambda entry: True
+    table = applicability(kb)
+    return lambda entry: table.fits(entry, profile)
+
+
 def signal_query(signal: Signal) -> str:
     return signal.query or signal.summary or signal.kind.replace("_", " ")
 
 
-def entries_for_signal(signal: Signal, kb: KnowledgeBase) -> dict[str, tuple[float, str]]:
-    """entry id -> (score in 0..1.15, how it was found) for one signal."""
+def _notes_entries(kb: KnowledgeBase, kind: str) -> list[Entry]:
+    # the user's notes linked to signal kinds (a KB that has them offers entries_for_signal_kinds)
+    lookup = getattr(kb, "entries_for_signal_kinds", None)
+    return list(lookup([kind])) if lookup is not None else []
+
+
+def entries_for_signal(
+    signal: Signal, kb: KnowledgeBase, fits: Callable[[Entry], bool] | None = None
+) -> dict[str, tuple[float, str]]:
+    """entry id -> (score in 0..1.15, how it was found) for one signal, only entries that `fits` keeps."""
+    fits = fits or (lambda entry: True)
     found: dict[str, tuple[float, str]] = {}
     links = signal_links()
     role = signal.numbers.get("role")
-    for i, entry_id in enumerate(links.get(f"{signal.kind}.{role}", links.get(signal.kind, []))):
+    i = 0
+    for entry_id in links.get(f"{signal.kind}.{role}", links.get(signal.kind, [])):
         try:
-            kb.get(entry_id)
+            entry = kb.get(entry_id)
         except KBError:
             continue  # a link into a document this KB does not have
+        if not fits(entry):
+            continue
         found[entry_id] = (1.0 / (1.0 + LINK_DECAY * i), "link")
-    hits = kb.search(signal_query(signal), k=SEARCH_K)
+        i += 1
+    for entry in _notes_entries(kb, signal.kind):
+        if fits(entry) and entry.id not in found:
+            found[entry.id] = (NOTES_SCORE, "notes")
+    hits = [h for h in kb.search(signal_query(signal), k=SEARCH_POOL) if fits(h.entry)][:SEARCH_K]
     if hits:
         top = hits[0].score or 1.0
         for h in hits:
-            s = SEARCH_WEIGHT * h.score / top
+            s = SEARCH_WEIGHT * max(h.score, 0.0) / top
             if h.entry.id in found:
-                found[h.entry.id] = (found[h.entry.id][0] + BOTH_BONUS * s / SEARCH_WEIGHT, "link+search")
+                score, how = found[h.entry.id]
+                found[h.entry.id] = (score + BOTH_BONUS * s / SEARCH_WEIGHT, "notes" if how == "notes" else "link+search")
             else:
                 found[h.entry.id] = (s, "search")
     return found
@@ -86,16 +129,24 @@ def rank(
     history: dict[str, float] | None = None,
     dismissed: Iterable[str] = (),
     top: int = 10,
+    run: Run | None = None,
+    demoted: dict[str, float] | None = None,
 ) -> list[Suggestion]:
-    """Rank KB entries for a run's signals and an optional description of what the user sees."""
+    """Rank KB entries for a run's signals and an optional description of what the user sees.
+
+    `run` (the Run the signals came from) keeps the ranking to entries that fit the settings the run
+    (and the description) shows; None ranks every entry (a description-only search).
+    `demoted` maps entry ids to a factor < 1 (the user marked them "did not help" on this run).
+    """
+    fits = fit_filter(kb, run_profile(run, describe) if run is not None else None)
     candidates: dict[str, _Candidate] = {}
     signals = list(signals)
     for sig in signals:
         weight = SEVERITY_WEIGHT[sig.severity]
-        for entry_id, (score, how) in entries_for_signal(sig, kb).items():
+        for entry_id, (score, how) in entries_for_signal(sig, kb, fits).items():
             candidates.setdefault(entry_id, _Candidate(entry_id)).per_signal.append((weight * score, sig, how))
     if describe and describe.strip():
-        hits = kb.search(describe, k=SEARCH_K)
+        hits = [h for h in kb.search(describe, k=SEARCH_POOL) if fits(h.entry)][:SEARCH_K]
         if hits:
             top_score = hits[0].score or 1.0
             for h in hits:
@@ -110,8 +161,10 @@ def rank(
         share = LINKED_FIX_SHARE * max(s for s, _, _ in cand.per_signal)
         for fix_id in entry.links:
             try:
-                kb.get(fix_id)
+                fix = kb.get(fix_id)
             except KBError:
+                continue
+            if not fits(fix):
                 continue
             target = candidates.setdefault(fix_id, _Candidate(fix_id))
             for _, sig, _ in cand.per_signal:
@@ -123,6 +176,7 @@ def rank(
         if cand.entry_id in dismissed:
             continue
         score = cand.total() + HISTORY_WEIGHT * (history or {}).get(cand.entry_id, 0.0)
+        score *= (demoted or {}).get(cand.entry_id, 1.0)
         if history and cand.entry_id in history and history[cand.entry_id] > 0:
             cand.per_signal.append((0.0, None, "history"))
         scored.append((score, cand))
@@ -152,8 +206,10 @@ def _suggestion(entry: Entry, score: float, cand: _Candidate) -> Suggestion:
     )
 
 
-def suggestions_for_signal(signal: Signal, kb: KnowledgeBase, k: int = 3) -> list[tuple[Entry, float]]:
-    """The top entries for one signal alone (used to annotate a log window)."""
-    found = entries_for_signal(signal, kb)
+def suggestions_for_signal(
+    signal: Signal, kb: KnowledgeBase, k: int = 3, run: Run | None = None
+) -> list[tuple[Entry, float]]:
+    """The top entries for one signal alone (used to annotate a log window), fitting `run` when given."""
+    found = entries_for_signal(signal, kb, fit_filter(kb, run_profile(run) if run is not None else None))
     ranked = sorted(found.items(), key=lambda kv: (-kv[1][0], kv[0]))[:k]
     return [(kb.get(entry_id), score) for entry_id, (score, _) in ranked]
