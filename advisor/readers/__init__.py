@@ -110,6 +110,8 @@ def list_runs(path: str | Path) -> list[Candidate]:
     p = Path(path).expanduser()
     if p.is_dir():
         return _directory_runs(p)
+    if p.exists() and not p.is_file():  # a FIFO would block the read; a device is no log
+        raise AdvisorError(f"{p} is not a regular file (a device, FIFO or socket); give a log file or directory.")
     reader = _file_reader(p)
     if reader.runs_in_file is not None:
         return reader.runs_in_file(p)
@@ -140,7 +142,7 @@ def _looks_like_log_json(path: Path) -> bool:
 
 
 def _directory_runs(root: Path) -> list[Candidate]:
-    if runstore.is_run_store(root):
+    if probe_store.is_store(root):
         return [Candidate(probe_store.NAME, root, root.name, mtime(runstore.store_path(root)))]
     files = files_under(root)
     cands: list[Candidate] = []

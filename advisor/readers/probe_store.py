@@ -22,13 +22,20 @@ FAMILIES = {rn.ACT, rn.GRAD, rn.WEIGHT, rn.UPDATE, rn.GPU, rn.TIME, rn.NONFINITE
 CLIP_KEYS = ("clip_value", "max_grad_norm", "gradient_clip_val", "clip_grad_norm")
 
 
+def is_store(path: Path) -> bool:
+    try:
+        return runstore.is_run_store(path)
+    except OSError:  # unreadable: not one we can read
+        return False
+
+
 def sniff(path: Path, head: bytes) -> bool:
-    return head.startswith(b"SQLite format 3\x00") and runstore.is_run_store(path)
+    return head.startswith(b"SQLite format 3\x00") and is_store(path)
 
 
 def find(root: Path, files: list[Path]) -> list[Candidate]:
     return [Candidate(NAME, f, relative(root, f.parent), mtime(f), names=(f.parent.name,))
-            for f in files if f.name == runstore.STORE_NAME and runstore.is_run_store(f)]
+            for f in files if f.name == runstore.STORE_NAME and is_store(f)]
 
 
 def is_probe_reading(name: str) -> bool:

@@ -352,3 +352,10 @@ def test_jsonl_rows_with_other_keys_or_key_orders_land_in_the_right_columns(tmp_
     assert list(run.series["b"].steps) == [2, 4] and list(run.series["b"].values) == [20.0, 21.0]
     assert list(run.series["loss"].steps) == [1, 2, 3, 4, 6]
     assert run.meta["columns"][:2] == ["step", "loss"]
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "log.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(AdvisorError, match="not a regular file"):
+        read_log(fifo)
