@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
@@ -34,10 +34,25 @@ from kb.errors import sqlite_message
 from kb.lexicon import expand_text  # BM25 indexes each entry with the lexicon words its terms map to
 from kb.lock import writer_lock
 from kb.models import Entry, KBError, Provenance
-from kb.store import SCHEMA_VERSION, SHIPPED_SOURCES, VIEWS, BuildReport, KnowledgeBase, _content_hash, read_only_uri, shipped_documents
+from kb.files import SCHEMA_VERSION, SHIPPED_SOURCES, VIEWS, BuildReport, _content_hash, read_only_uri, shipped_documents
 
 if TYPE_CHECKING:
     from kb.parse import ParsedDocument
+
+
+
+class KBFile(Protocol):
+    """What the writers use of a kb.store.KnowledgeBase (kb.store calls into this module, so this
+    module does not import it)."""
+
+    path: Path
+    on_wait: Callable[[str], None] | None
+
+    def close(self) -> None: ...
+
+    def check(self, for_write: bool = False) -> str: ...
+
+    def exists(self) -> bool: ...
 
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd")
 NOTES_SOURCE = "notes"
@@ -273,7 +288,7 @@ def _notes_document(entries: list[Entry]) -> Document:
 
 
 # ---- build ------------------------------------------------------------------------------------
-def build(kb: KnowledgeBase, rebuild: bool = False, encoder: Encoder | None = None) -> BuildReport:
+def build(kb: KBFile, rebuild: bool = False, encoder: Encoder | None = None) -> BuildReport:
     """Parse the shipped documents and the imported ones again; embed what changed.
 
     rebuild: write a new file next to the KB and rename it over the old one (recreates a damaged
@@ -384,7 +399,7 @@ def _assign_keys(cands: list[Candidate], existing: dict[str, str]) -> None:
         taken.add(c.key)
 
 
-def import_paths(kb: KnowledgeBase, paths: list[str | Path], encoder: Encoder | None = None) -> BuildReport:
+def import_paths(kb: KBFile, paths: list[str | Path], encoder: Encoder | None = None) -> BuildReport:
     """Import markdown files and folders; re-importing updates only what changed."""
     from kb.parse import parse_text, read_document
 
@@ -474,7 +489,7 @@ def _delete_sources(path: Path, sources: list[str]) -> dict[str, int]:
     return counts
 
 
-def remove_source(kb: KnowledgeBase, source: str) -> dict[str, int]:
+def remove_source(kb: KBFile, source: str) -> dict[str, int]:
     """Remove an imported source (or every source under a folder key) in one transaction -> entries removed per source."""
     key = source.strip().rstrip("/")
     if key in SHIPPED_SOURCES:
@@ -505,7 +520,7 @@ def note_entry_id(run: str, entry_id: str) -> str:
 
 
 def save_note(
-    kb: KnowledgeBase, *, run: str, entry_id: str, title: str, note: str, signal_kinds: list[str], encoder: Encoder | None = None
+    kb: KBFile, *, run: str, entry_id: str, title: str, note: str, signal_kinds: list[str], encoder: Encoder | None = None
 ) -> Entry:
     """A note the user marked "helped" -> an entry of the `notes` source, linked to the run's signal kinds."""
     note = note.strip()
@@ -537,7 +552,7 @@ def save_note(
     return entry
 
 
-def forget_note(kb: KnowledgeBase, *, run: str, entry_id: str) -> bool:
+def forget_note(kb: KBFile, *, run: str, entry_id: str) -> bool:
     """Drop the note entry of (run, entry) when its mark is no longer "helped"; True when one was removed."""
     eid = note_entry_id(run, entry_id)
     if kb.check() != "complete":

@@ -7,15 +7,12 @@ build or import leaves the existing KB as it was. Reads (the query path) use pla
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
-import time
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -24,22 +21,20 @@ from kb.embed import MODEL_NAME, Encoder
 from kb.models import Entry, Hit, KBError, SourceInfo
 from kb.search import CANDIDATES, fts_query  # noqa: F401  (fts_query re-exported for callers of kb.store)
 
-if TYPE_CHECKING:
-    from kb.parse import ParsedDocument
+from kb.files import (  # noqa: F401  (re-exported: callers import these from kb.store)
+    SCHEMA_VERSION,
+    SHIPPED_SOURCES,
+    VIEWS,
+    BuildReport,
+    _content_hash,
+    read_only_uri,
+    shipped_documents,
+)
 
-SCHEMA_VERSION = 1
-VIEWS = 2  # embeddings per entry: full text, symptom view
 ENV_DB = "TRAIN_ADVISOR_DB"
 QUICK_CHECK_MAX_BYTES = 8 * 1024 * 1024  # quick_check reads every page: ~10 ms per MB, so only where cheap
 INTERRUPTED = "{path}: the KB build was interrupted; run `kb build`"
 
-# The documents shipped in the package: source key -> file under kb/sources/.
-SHIPPED_SOURCES: dict[str, str] = {
-    "catalog": "catalog-ssl-1000-fixes.md",
-    "run": "run-jepa-production-analysis.md",
-    "guide": "guide-troubleshooting.md",
-    "audit": "audit-final-summary.md",
-}
 
 def default_db_path() -> Path:
     env = os.environ.get(ENV_DB)
@@ -49,46 +44,6 @@ def default_db_path() -> Path:
 
     return Path(user_data_dir("train-advisor", appauthor=False)) / "kb.db"
 
-
-def read_only_uri(path: Path) -> str:
-    """The URI a reader opens the KB with. In a directory nobody can write to (read-only media or
-    mount), a WAL database cannot create its -shm file; nothing can change it there either, so it is
-    opened as immutable."""
-    from urllib.parse import quote
-
-    uri = f"file:{quote(str(path))}?mode=ro"
-    if not os.access(path.parent, os.W_OK) and not Path(str(path) + "-wal").exists():
-        uri += "&immutable=1"
-    return uri
-
-
-def _content_hash(model: str, text: str) -> str:
-    return hashlib.md5(f"{model}\n{text}".encode("utf-8")).hexdigest()
-
-
-@dataclass
-class BuildReport:
-    db: str
-    sources: dict[str, int] = field(default_factory=dict)  # source key -> entries written
-    embedded: int = 0
-    reused: int = 0
-    removed: int = 0
-    seconds: float = 0.0
-    paths: dict[str, str] = field(default_factory=dict)  # imported source key -> the file it came from
-    unchanged: list[str] = field(default_factory=list)  # imported sources whose file did not change
-    skipped: list[str] = field(default_factory=list)  # "file: why" for files an import left out
-    skipped_sections: dict[str, list[str]] = field(default_factory=dict)  # boilerplate sections left out
-    removed_sources: list[str] = field(default_factory=list)  # sources whose file is gone from a re-imported folder
-    warnings: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return self.__dict__.copy()
-
-
-def shipped_documents() -> list[tuple[str, str, str]]:
-    """(source key, file name, text) of each document in kb/sources/."""
-    base = resources.files("kb") / "sources"
-    return [(key, name, (base / name).read_text(encoding="utf-8")) for key, name in SHIPPED_SOURCES.items()]
 
 
 class KnowledgeBase:
