@@ -1,7 +1,8 @@
 """Signals (+ what the user describes) -> ranked KB entries, each with the evidence that triggered it.
 
-For each signal, candidate entries come from two places:
+For each signal, candidate entries come from three places:
 - explicit links (advisor/links.toml): entries that clearly describe that signal kind, best first;
+- the user's own notes linked to that signal kind (`KnowledgeBase.entries_for_signal_kinds`);
 - the KB's hybrid search over the signal's symptom text (its `query`, else its summary).
 An entry found both ways scores higher than one found either way. Across signals, an entry's score is
 its best per-signal score plus a share of the others (agreement between signals), weighted by
