@@ -83,6 +83,19 @@ CHILD = textwrap.dedent(
             out = np.stack([np.random.default_rng(int(hashlib.md5(t.encode()).hexdigest()[:8], 16)).standard_normal(384) for t in texts])
             return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype("float32")
 
+    if action == "rebuild-slow":  # says when it has read the old file, then takes its time to write the new one
+        import time
+
+        real_vectors = b._stored_vectors
+
+        def slow_vectors(path):
+            print("read", flush=True)
+            time.sleep(4)
+            return real_vectors(path)
+
+        b._stored_vectors = slow_vectors
+        action = "rebuild"
+
     kb = KnowledgeBase(db)
     if action == "build":
         kb.build(encoder=HashEncoder())
@@ -179,16 +192,23 @@ def _spawn(args: list[str], db: Path) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_concurrent_import_and_rebuild_keep_the_import(kb_copy, tmp_path):
+def test_import_during_a_rebuild_is_not_dropped(kb_copy, tmp_path):
+    """The rebuild has read the old file's imports and is writing the new file when the import runs:
+    without one writer at a time, the import commits to the file the rebuild then replaces."""
     team = tmp_path / "team"
     team.mkdir()
     shutil.copy(PLAYBOOK, team / "README.md")
-    rebuild = _spawn(["build", "--rebuild"], kb_copy)
-    time.sleep(0.5)  # the rebuild has read the old file's imports when the import starts
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    rebuild = subprocess.Popen([sys.executable, str(script), "rebuild-slow", str(kb_copy), "0"], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert rebuild.stdout.readline().strip() == "read"
     imp = _spawn(["import", str(team)], kb_copy)
-    for p in (rebuild, imp):
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
+    out, err = imp.communicate(timeout=300)
+    assert imp.returncode == 0, err
+    assert "waiting for another" in err  # it queued behind the rebuild
+    rebuild.communicate(timeout=300)
+    assert rebuild.returncode == 0
     stats = KnowledgeBase(kb_copy).stats()
     assert stats["team/README.md"] == 15 and {k: stats[k] for k in SHIPPED} == SHIPPED
 
