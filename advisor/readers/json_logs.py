@@ -56,8 +56,10 @@ def read(cand: Candidate, overrides: RoleOverrides) -> Run:
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     lines = raw.split(b"\n")
-    if b"\n\n" in raw or not lines[0].strip() or not lines[-1].strip():  # blank lines (whitespace-only ones fail parsing and are skipped there)
-        lines = [ln for ln in lines if ln.strip()]
+    while lines and not lines[-1].strip():  # the final newline
+        lines.pop()
+    while lines and not lines[0].strip():
+        lines.pop(0)  # blank lines inside are dropped only if parsing meets one (`_jsonl_run`)
     first: Any = None
     try:
         first = loads(lines[0]) if lines else None
@@ -88,11 +90,18 @@ def read(cand: Candidate, overrides: RoleOverrides) -> Run:
 
 def _jsonl_run(path: Path, lines: list[bytes], overrides: RoleOverrides) -> Run:
     notes: list[str] = []
+    records: list | None = None
+    bad: list[int] = []
     try:
         records = list(map(orjson.loads, lines))
-        bad: list[int] = []
     except orjson.JSONDecodeError:
-        records, bad = [], []
+        lines = [ln for ln in lines if ln.strip()]  # a blank line inside, or lines orjson refuses
+        try:
+            records = list(map(orjson.loads, lines))
+        except orjson.JSONDecodeError:
+            records = None
+    if records is None:
+        records = []
         for i, ln in enumerate(lines, 1):
             if not ln.strip():
                 continue
@@ -100,7 +109,7 @@ def _jsonl_run(path: Path, lines: list[bytes], overrides: RoleOverrides) -> Run:
                 records.append(loads(ln))
             except (json.JSONDecodeError, RecursionError):
                 bad.append(i)
-    objects = [r for r in records if isinstance(r, dict)]
+    objects = records if set(map(type, records)) == {dict} else [r for r in records if isinstance(r, dict)]
     not_objects = len(records) - len(objects)
     if bad or not_objects:
         if len(objects) < 0.5 * len(lines):
