@@ -5,12 +5,16 @@ literature the threshold comes from. Adding a detector is one function (taking a
 Signals) and one row here. `detect(run)` runs them all; one detector failing on odd data never stops
 the others (it is recorded in the run's `skipped` notes instead).
 
-Signal kinds: nan_inf, spike, grad_spike, component_growth, divergence, plateau, oscillation,
-overfitting, level_shift, usage_collapse, clip_pressure, low_rank (from curves); dead_units,
-saturation, identical_outputs, vanishing_gradients, exploding_gradients, nonfinite_gradients,
-zero_gradients, frozen_parameters, large_updates, weight_growth, representation_collapse, low_rank,
-correlated_dimensions, dead_dimensions, uneven_feature_norms, class_collapse, overconfidence,
-codebook_collapse, uniform_attention, gpu_memory_pressure, data_loading_bottleneck (from probe readings).
+Modules by family: `losses` (nan_inf, spike, blowup, divergence, oscillation), `progress` (plateau,
+lr_decay_plateau, high_plateau, overfitting), `gradients` (grad_spike, clip_pressure), `components`
+(component_growth), `codebook` (level_shift, usage_collapse), `rewards` (reward_stall, reward_decline,
+reward_spread_collapse) on a log's curves; on probe readings, `readings` (the shared sustained-window
+test and the rule table of threshold-style checks: saturation, identical_outputs, vanishing/exploding
+gradients, zero_gradients, large_updates, dead_dimensions, uneven_feature_norms, codebook_collapse,
+uniform_attention, data_loading_bottleneck), `activations` (dead_units, ReLU layers only), `weights`
+(nonfinite_gradients, frozen_parameters, weight_growth, exploding/accumulating_gradients),
+`representations` (representation_collapse, partial_collapse, low_rank, correlated_dimensions) and
+`outputs` (class_collapse, overconfidence, gpu_memory_pressure). `base` holds what they share.
 """
 
 from __future__ import annotations

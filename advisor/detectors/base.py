@@ -144,6 +144,16 @@ def spearman(y: np.ndarray) -> float:
     return float(c) if np.isfinite(c) else 0.0
 
 
+def welch_t(a: np.ndarray, b: np.ndarray) -> float:
+    """Welch's t of mean(b) - mean(a); 0 when neither varies and the means agree."""
+    va, vb = float(np.var(a, ddof=1)) if len(a) > 1 else 0.0, float(np.var(b, ddof=1)) if len(b) > 1 else 0.0
+    se = math.sqrt(va / max(len(a), 1) + vb / max(len(b), 1))
+    diff = float(np.mean(b) - np.mean(a))
+    if se == 0:
+        return 0.0 if diff == 0 else math.copysign(math.inf, diff)
+    return diff / se
+
+
 def number(x, digits: int = 6) -> float | int | str | None:
     """A JSON-friendly number for Signal.numbers: `digits` significant digits, whole numbers (steps)
     kept exact, NaN/Inf kept as floats, booleans as 0/1."""

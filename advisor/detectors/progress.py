@@ -24,9 +24,9 @@ from advisor.detectors.base import (
     spearman,
     start_level,
     tail_level,
+    welch_t,
     what,
 )
-from advisor.detectors.rewards import welch_t
 from advisor.models import Series, Signal
 
 

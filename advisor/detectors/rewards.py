@@ -8,11 +8,9 @@ comparing noisy learning curves with their spread; |t| >= 2 is about 95% confide
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from advisor.detectors.base import Context, fmt
+from advisor.detectors.base import Context, fmt, welch_t
 from advisor.models import Series, Signal
 from advisor.roles import AGGREGATE_WORDS, REWARD_WORDS, SPLIT_WORDS, words
 
@@ -55,16 +53,6 @@ def main_reward(ctx: Context) -> Series | None:
 def _thirds(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     third = max(3, len(y) // 3)
     return y[:third], y[-third:]
-
-
-def welch_t(a: np.ndarray, b: np.ndarray) -> float:
-    """Welch's t of mean(b) - mean(a); 0 when neither varies and the means agree."""
-    va, vb = float(np.var(a, ddof=1)) if len(a) > 1 else 0.0, float(np.var(b, ddof=1)) if len(b) > 1 else 0.0
-    se = math.sqrt(va / max(len(a), 1) + vb / max(len(b), 1))
-    diff = float(np.mean(b) - np.mean(a))
-    if se == 0:
-        return 0.0 if diff == 0 else math.copysign(math.inf, diff)
-    return diff / se
 
 
 def reward_change(ctx: Context, s: Series) -> dict | None:
