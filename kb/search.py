@@ -21,16 +21,17 @@ from kb.models import KBError
 
 CANDIDATES = 50
 # BM25 column weights: a word in the title counts more than one in the body text.
-BM25_WEIGHTS = (3.0, 1.0)
+BM25_WEIGHTS = (2.0, 1.0)
 
 # Fusion constants, chosen by 5-fold cross-validation on the tuning half of benchmarks/queries
 # (scripts/bench_retrieval.py --tune); see the closing note of issue 17.
-FUSION_WEIGHTS = {"bm25": 0.5, "dense": 1.0}
+FUSION_WEIGHTS = {"bm25": 0.9, "dense": 1.0}
 CONFIDENCE_DEPTH = 2  # (minmax) confidence = normalised gap between a method's first and its 2nd hit
 CONFIDENCE_POWER = 0.5
 # "minmax": scores mapped to [0, 1] and weighted by confidence; "z": z-scores over the candidates,
 # where a hit far above the rest of its list is confident by construction.
 NORMALISATION = "z"
+Z_DEPTH = 20  # (z) candidates the z-scores are taken over; the rest count as that list's minimum
 GAP_GAIN = 0.0  # (z) weight x (1 + GAP_GAIN x the z-gap between a method's first and second hits)
 # Near-duplicate entries (cosine of their stored vectors above this) are not shown twice in the
 # top ranks: the lower one moves below the next distinct entry.
@@ -151,7 +152,7 @@ def fuse(lexical: list[tuple[str, float]], semantic: list[tuple[str, float]]) ->
     brank = {eid: i + 1 for i, (eid, _) in enumerate(lexical)}
     drank = {eid: i + 1 for i, (eid, _) in enumerate(semantic)}
     if NORMALISATION == "z":
-        bz, dz = _z(lexical), _z(semantic)
+        bz, dz = _z(lexical[:Z_DEPTH]), _z(semantic[:Z_DEPTH])
         bmin, dmin = min(bz.values(), default=0.0), min(dz.values(), default=0.0)
         # a method whose first hit stands clear of its second is trusted more on this query
         wb = FUSION_WEIGHTS["bm25"] * (1.0 + GAP_GAIN * _gap(bz))
