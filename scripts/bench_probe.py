@@ -264,13 +264,14 @@ def main() -> int:
         for pair, trainer in trainers.items():  # warm-up: first calls, allocator, lazy imports
             trainer.use()
             for name, config in configs.items():
-                trainer.block(f"warmup-{name}", config, args.warmup, Path(tmp) / f"warmup-{name}")
+                trainer.block(f"warmup-{name}", config, args.warmup, Path(tmp) / f"{pair[0]}-{pair[1]}-warmup-{name}")
         for r in range(args.rounds):
             for pair in pairs[r % len(pairs) :] + pairs[: r % len(pairs)]:
                 trainer = trainers[pair]
                 trainer.use()
                 for name in names[r % len(names) :] + names[: r % len(names)]:
-                    seconds, costs = trainer.block(name, configs[name], args.steps, Path(tmp) / f"{name}-{r}")
+                    run_dir = Path(tmp) / f"{pair[0]}-{pair[1]}-{name}-{r}"
+                    seconds, costs = trainer.block(name, configs[name], args.steps, run_dir)
                     times[pair][name].append(seconds)
                     if name == "every1":
                         sampled_steps[pair] += costs.get("sampled_steps", 0.0)
