@@ -68,9 +68,13 @@ def file_candidates(path: Path) -> list[Candidate]:
 
 def describe(cand: Candidate) -> tuple[str, ...]:
     """The run's display name, read from its first records (only when a person picks a run by it)."""
-    for record in _records(_run_file(cand.path), stop_after_run=True):
-        if record.WhichOneof("record_type") == "run":
-            return tuple(x for x in (record.run.display_name, record.run.run_id) if x)
+    _record_class()  # a missing wandb package is said, not taken for "no such run"
+    try:
+        for record in _records(_run_file(cand.path), stop_after_run=True):
+            if record.WhichOneof("record_type") == "run":
+                return tuple(x for x in (record.run.display_name, record.run.run_id) if x)
+    except AdvisorError:  # a damaged run answers to its directory name and id only
+        pass
     return ()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 
@@ -22,7 +23,21 @@ def wandb_run(base: Path, name: str, losses: list[float], extra: dict | None = N
         run.log(row)
     run_dir = Path(run.dir).parent  # run.dir is <run dir>/files
     run.finish()
+    _wait_for_exit_record(run_dir)
     return run_dir
+
+
+def _wait_for_exit_record(run_dir: Path, timeout: float = 60.0) -> None:
+    """wandb's core process may still be writing the transaction log when finish() returns."""
+    from advisor.readers import wandb_runs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        logs = list(run_dir.glob("run-*.wandb"))
+        if logs and any(r.WhichOneof("record_type") == "exit" for r in wandb_runs._records(logs[0], problems=[])):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"wandb did not finish writing {run_dir}")
 
 
 def export_csv(path: Path) -> Path:
