@@ -138,6 +138,15 @@ def sequences(n: int = 2048, length: int = 12, vocab: int = 16, seed: int = 0):
     return x, y
 
 
+def progressions(n: int = 2048, length: int = 12, vocab: int = 16, seed: int = 0) -> torch.Tensor:
+    """Token sequences start, start + stride, ... (mod vocab): a next-token task a causal model can learn
+    (random tokens would leave nothing to learn, and a high plateau would be the right diagnosis)."""
+    g = torch.Generator().manual_seed(seed)
+    start = torch.randint(0, vocab, (n, 1), generator=g)
+    stride = torch.randint(1, 4, (n, 1), generator=g)
+    return (start + stride * torch.arange(length)) % vocab
+
+
 class TinyTransformer(nn.Module):
     def __init__(self, vocab=16, dim=32, heads=4, layers=2, length=12, norm_first=True, classes=16):
         super().__init__()
@@ -217,6 +226,8 @@ def transformer_run(run: Path, *, norm_first=True, warmup=True, lr=1e-3, steps=1
 
     torch.manual_seed(seed)
     x, y = sequences(seed=seed)
+    if causal_lm:
+        x = progressions(seed=seed)
     model = TinyTransformer(norm_first=norm_first)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     warm = 15 if warmup else 0
@@ -791,6 +802,7 @@ def build(names: list[str] | None = None, force: bool = False, cache: Path = CAC
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 case.fn(path)
+            path.mkdir(parents=True, exist_ok=True)
             done.write_text("ok\n")
             log(f"trained {name}")
         out[name] = path
