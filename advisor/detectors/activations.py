@@ -17,6 +17,10 @@ from advisor.models import Signal
 DEAD_ZERO_FRACTION = 0.70
 DEAD_HIGH = 0.90
 DEAD_UNIT_HIGH_SHARE = 0.5  # half of the units never fire on a whole batch: high whatever the zero share
+# Mostly-zero outputs with every unit still firing on some sample are sparse, not dead (a dead ReLU never
+# fires: Lu et al. 2019, Dying ReLU and Initialization). When the probe counts dead units, a finding needs
+# a tenth of them dead or 90% of the outputs at zero; else it is a note.
+DEAD_UNIT_MEDIUM_SHARE = 0.1
 # Layer-name words of activations whose zeros are not dead units (for stores without activation kinds).
 NOT_DEAD_WORDS = ("gelu", "silu", "swish", "mish", "softplus", "leaky", "elu", "selu", "celu", "prelu", "tanh", "sigmoid")
 
@@ -46,6 +50,8 @@ def detect_dead_units(ctx: Context) -> list[Signal]:
         seen_layers.add(name)
         dead_share = ctx.median_of(rn.act(name, rn.DEAD_UNIT_SHARE), last=w.points)
         severity = "high" if w.median >= DEAD_HIGH or (dead_share or 0) >= DEAD_UNIT_HIGH_SHARE else "medium"
+        if severity == "medium" and dead_share is not None and dead_share < DEAD_UNIT_MEDIUM_SHARE:
+            severity = "low"
         what = "outputs are zero" if suffix == rn.ZERO_FRACTION else "units are dead"
         summary = (f"{w.median:.0%} of layer {name}'s {what} (median over {w.points} readings from {ctx.run.axis} "
                    f"{fmt(w.start)})" + (f"; {dead_share:.0%} of its units never fire." if dead_share is not None and suffix == rn.ZERO_FRACTION else "."))

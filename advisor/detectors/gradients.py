@@ -11,6 +11,7 @@ from advisor.detectors.base import (
     episodes,
     fmt,
     plain,
+    rolling_median,
     trailing,
 )
 from advisor.models import Signal
@@ -26,7 +27,28 @@ GRAD_SPIKE_HIGH_RATIO = 10.0
 GRAD_SPIKE_MEDIUM_RATIO = 4.0
 GRAD_SPIKE_SUSTAINED_POINTS = 3
 GRAD_SPIKE_MIN_POINTS = 8
+# A lone gradient-norm spike the loss does not feel (the loss at those steps within 10% of its running
+# level) is common and harmless in long runs (Takase et al. 2023, Spike No More, separate the loss spikes
+# that matter); it is a note unless it lasts or the loss jumps with it.
+GRAD_SPIKE_LOSS_REACTION = 0.10
 GRAD_SPIKES_REPORTED = 3
+
+
+def _loss_reaction(ctx: Context, first: float, last: float) -> float | None:
+    """How far the training loss rises above its running level between two steps (and the log after); None without one."""
+    s = ctx.main_loss
+    if s is None or len(ctx.curve(s)) < GRAD_SPIKE_MIN_POINTS:
+        return None
+    c = ctx.curve(s)
+    level = rolling_median(c.r_level, 9)
+    i0 = int(np.searchsorted(c.r_steps, first))
+    i1 = min(len(c.r_steps) - 1, int(np.searchsorted(c.r_steps, last, side="right")))
+    if i0 >= len(c.r_steps):
+        return None
+    window = slice(max(0, i0), i1 + 1)
+    with np.errstate(all="ignore"):
+        rel = (c.r_high[window] - level[window]) / np.maximum(np.abs(level[window]), 1e-12)
+    return float(np.max(rel)) if len(rel) else None
 
 
 def detect_grad_spikes(ctx: Context) -> list[Signal]:
@@ -58,6 +80,9 @@ def detect_grad_spikes(ctx: Context) -> list[Signal]:
                 severity = "medium"
             else:
                 severity = "low"
+            loss_jump = _loss_reaction(ctx, float(steps[ep.first]), float(steps[ep.last]))
+            if points < GRAD_SPIKE_SUSTAINED_POINTS and loss_jump is not None and loss_jump < GRAD_SPIKE_LOSS_REACTION:
+                severity = "low"  # one or two steps the loss never felt
             lo, hi = float(np.min(y[ep.members])), float(y[peak])
             span = f"{fmt(lo)}-{fmt(hi)}" if points > 1 else fmt(hi)
             summary = (f"{s.name} peaks at {span} over {points} point(s) from {ctx.run.axis} {fmt(float(steps[ep.first]))} "

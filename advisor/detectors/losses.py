@@ -36,7 +36,8 @@ from advisor.models import Series, Signal
 # Any NaN/Inf a log wrote. A loss that ends non-finite has diverged (high); one that recovers is a
 # skipped batch (e.g. AMP's GradScaler skipping an overflow step) unless it is frequent.
 NAN_FREQUENT_SHARE = 0.05
-GRAD_NAN_RARE_SHARE = 0.01  # inf grad norms on <1% of steps are AMP loss-scale probing, not a fault
+GRAD_NAN_RARE_SHARE = 0.01  # inf grad norms on <1% of steps are AMP loss-scale probing, not a fault ...
+GRAD_NAN_RARE_COUNT = 2  # ... and so are one or two on a short log (the GradScaler skips that step)
 # NaN at most points but finite values to the end: a logger writing NaN for "not computed this step"
 # (a validation loss evaluated every N steps), not a numerical problem.
 NAN_AS_MISSING_SHARE = 0.5
@@ -64,7 +65,8 @@ def detect_nan_inf(ctx: Context) -> list[Signal]:
         elif s.role in LOSS_ROLES:
             severity = "high" if (not recovered or share >= NAN_FREQUENT_SHARE) else "medium"
         elif s.role == "grad_norm":
-            severity = "high" if not recovered else ("low" if share < GRAD_NAN_RARE_SHARE else "medium")
+            rare = share < GRAD_NAN_RARE_SHARE or count <= GRAD_NAN_RARE_COUNT
+            severity = "high" if not recovered else ("low" if rare else "medium")
         else:
             severity = "medium" if not recovered else "low"
         kinds = " and ".join(k for k, c in (("NaN", n_nan), ("Inf", count - n_nan)) if c)
@@ -110,6 +112,10 @@ SPIKE_MIN_QUANTA = 10
 SPIKE_LEVEL_FLOOR = 0.1
 SPIKE_RECURRENT = 5
 SPIKE_STANDOUT = 3.0
+# - and for a finding the jump must stand out of the series' own largest fluctuations: 3x the 98th
+#   percentile of its upward residuals elsewhere (a Gaussian series' 6-sigma spike is 3x its 2-sigma P98;
+#   a heavy-tailed batch-16 loss has excursions of that size every few dozen steps).
+SPIKE_TAIL_QUANTILE = 98
 
 
 def _total_level(ctx: Context, s: Series, step: float) -> float | None:
@@ -149,6 +155,8 @@ def detect_spikes(ctx: Context) -> list[Signal]:
         excess = np.array([max(y[i] - base[i] for i in ep.members) for ep in eps])
         recurrent = len(eps) >= SPIKE_RECURRENT
         typical_excess = float(np.median(excess)) if len(excess) else 0.0
+        resid = y - base
+        settled_mask = steps > ctx.early_end if (steps > ctx.early_end).sum() >= 3 else np.ones(n, bool)
         start = abs(start_level(-c.r_level if s.higher_is_better else c.r_level))
         found = []
         for ep in eps:
@@ -169,7 +177,11 @@ def detect_spikes(ctx: Context) -> list[Signal]:
                 judge = max(judge, abs(total))
             r = jump / judge if judge > 0 else float(rel[peak])
             severity = "high" if r >= SPIKE_HIGH_REL else "medium" if r >= SPIKE_MEDIUM_REL else "low"
-            noise_like = recurrent and jump < SPIKE_STANDOUT * typical_excess
+            elsewhere = settled_mask.copy()
+            elsewhere[max(0, ep.first - 1): ep.last + 2] = False
+            up = resid[elsewhere & (resid > 0)]
+            tail = float(np.percentile(up, SPIKE_TAIL_QUANTILE)) if len(up) >= 10 else 0.0
+            noise_like = (recurrent and jump < SPIKE_STANDOUT * typical_excess) or (tail > 0 and jump < SPIKE_STANDOUT * tail)
             if noise_like:
                 severity = "low"
             value, baseline = float(y[peak]), float(base[peak])
@@ -179,7 +191,8 @@ def detect_spikes(ctx: Context) -> list[Signal]:
                 value, baseline = -value, -baseline
             summary = (f"{s.name} spikes to {fmt(value)} at {ctx.run.axis} {fmt(float(steps[peak]))}, "
                        f"{ratio:.1f}x its running level of {fmt(baseline)}, then returns"
-                       + (f" — one of {len(eps)} similar excursions, the loss's own noise." if noise_like else "."))
+                       + (f" — within the loss's own noise (its other excursions reach {fmt(max(typical_excess, tail))})."
+                          if noise_like else "."))
             out.append(ctx.signal("spike", s, steps[ep.first], steps[ep.last], severity, summary,
                                   f"sudden spike in the {what(s)} that recovers", value=float(z[peak]), threshold=SPIKE_Z,
                                   numbers={"peak": value, "peak_step": float(steps[peak]), "baseline": baseline,
