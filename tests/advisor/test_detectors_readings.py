@@ -132,3 +132,12 @@ def test_exactly_uniform_causal_attention_is_uniform_attention(attention_runs):
     s = only(attention_runs[True], "uniform_attention", "attention/entropy_ratio")
     assert s.numbers["median"] >= 0.99
     assert not [x for x in attention_runs[False] if x.kind == "uniform_attention"]
+
+
+def test_sparse_relu_outputs_with_every_unit_alive_are_a_note(tmp_path):
+    # 75% of a ReLU layer's outputs at zero but no unit dead on a whole batch: sparse, not dying
+    sparse = {"act/encoder.0/zero_fraction": after(100, 0.75, 0.5), "act/encoder.0/dead_unit_share": 0.0}
+    s = only(detect(read_log(probe_store(tmp_path / "sparse", {**HEALTHY_READINGS, **sparse}))), "dead_units")
+    assert s.severity == "low"
+    dying = {"act/encoder.0/zero_fraction": after(100, 0.75, 0.5), "act/encoder.0/dead_unit_share": after(100, 0.3, 0.02)}
+    assert only(detect(read_log(probe_store(tmp_path / "dying", {**HEALTHY_READINGS, **dying}))), "dead_units").severity == "medium"

@@ -105,3 +105,20 @@ def test_lightning_chem_rings_then_settles():
     osc = only(signals, "oscillation", "Valid MSE")
     assert 15 <= osc.start <= 20 and 40 <= osc.end <= 60 and osc.severity == "low"
     assert loud(signals) == []
+
+
+@pytest.mark.parametrize("name", ["hf-eagle-draft-star.json", "hf-t5-summarization.json"])
+def test_lone_gradient_spikes_the_loss_never_felt_are_notes(name):
+    # EAGLE draft model (grad norm 82 at step 22360, 17x its median) and T5 (35.6 at step 190000): one log
+    # each, the loss at those steps within its usual band — healthy long runs
+    signals = real(name)
+    spikes = of_kind(signals, "grad_spike", "grad_norm")
+    assert spikes and all(s.severity == "low" and s.numbers["points"] == 1 for s in spikes)
+    assert loud(signals) == []
+
+
+def test_one_inf_gradient_norm_in_an_amp_run_is_a_note():
+    # LoRA fine-tune in fp16: one Inf grad norm at step 33 (the GradScaler skips that step), finite after
+    signals = real("hf-llama2-lora-hrchatbot.json")
+    assert only(signals, "nan_inf", "grad_norm").severity == "low"
+    assert loud(signals) == []
