@@ -93,6 +93,10 @@ def detect_frozen_parameters(ctx: Context) -> list[Signal]:
 WEIGHT_GROWTH = 5.0
 WEIGHT_GROWTH_HIGH = 20.0
 WEIGHT_GROWTH_TAIL_SHARE = 0.2
+# High needs the growth to go on after the first steps: 20x overall and still 2x over the second half.
+# A layer that starts tiny (a positional embedding at std 0.02) grows 10-30x in its first steps to the
+# scale of the other layers and then moves slowly: a medium finding at most.
+WEIGHT_GROWTH_HIGH_SECOND_HALF = 2.0
 
 
 def detect_weight_growth(ctx: Context) -> list[Signal]:
@@ -114,12 +118,14 @@ def detect_weight_growth(ctx: Context) -> list[Signal]:
         if not (tail[-1] > tail[0] and spearman(tail) > 0.5 and tail_share >= WEIGHT_GROWTH_TAIL_SHARE):
             continue  # it grew, but has levelled off
         name = layer(s.name, rn.WEIGHT, rn.NORM_GROWTH) if per_layer else "all layers"
-        severity = "high" if growth >= WEIGHT_GROWTH_HIGH else "medium"
+        mid = float(np.interp((c.steps[0] + c.steps[-1]) / 2, c.steps, v))
+        second_half = float(v[-1]) / mid if mid > 0 else math.inf
+        severity = "high" if growth >= WEIGHT_GROWTH_HIGH and second_half >= WEIGHT_GROWTH_HIGH_SECOND_HALF else "medium"
         summary = f"The weight norm of {name} has grown {growth:.1f}x since the first reading and is still rising."
         found.append((growth, ctx.signal("weight_growth", s, float(c.steps[0]), float(c.steps[-1]), severity, summary,
                                          "weight norms grow without bound", value=growth, threshold=WEIGHT_GROWTH,
                                          numbers={"growth": growth, "first": float(v[0]), "last": float(v[-1]), "layer": name,
-                                                  "last_third_share_of_growth": tail_share},
+                                                  "last_third_share_of_growth": tail_share, "second_half_growth": second_half},
                                          early_cap=False)))
     return worst(found)
 
