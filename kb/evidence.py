@@ -176,7 +176,7 @@ def is_exploding_grad(norm: float) -> bool:
 
 
 def is_vanishing_grad(norm: float) -> bool:
-    return 0 <= norm < VANISHING_GRAD_NORM
+    return 0 < norm < VANISHING_GRAD_NORM
 
 
 def is_scale_backing_off(scales: list[float]) -> bool:
@@ -242,7 +242,9 @@ def findings(text: str) -> list[str]:
         elif _has(name, "grad") and _has(name, "norm") or name in ("gnorm",):
             if any(is_exploding_grad(v) for v in finite):
                 out.append("exploding gradients gradient norm large")
-            if any(is_vanishing_grad(v) for v in finite):
+            if all(v == 0 for v in finite):
+                out.append("gradients are all zero parameters don't update")
+            elif any(is_vanishing_grad(v) for v in finite):
                 out.append("vanishing gradients tiny gradients")
         if _has(name, "acc", "top1") and classes and any(is_chance_accuracy(v if v <= 1 else v / 100, classes) for v in finite):
             out.append("chance-level accuracy not learning predicts one class loss constant")

@@ -4,8 +4,7 @@ The query first goes through `kb.evidence` (numbers, log lines and tracebacks ju
 words) and `kb.lexicon` (logger keys, abbreviations, method names -> the words entries use); both
 retrievers see the same expanded text. Fusion adds each method's z-scores over its own candidates:
 a hit far above the rest of its list (a confident method) keeps its lead, where rank fusion would
-let a method that is guessing outvote it. Constants chosen by 5-fold cross-validation on the tune
-half of benchmarks/queries (scripts/bench_retrieval.py --tune).
+let a method that is guessing outvote it.
 """
 
 from __future__ import annotations
@@ -23,16 +22,14 @@ CANDIDATES = 50
 # BM25 column weights: a word in the title counts more than one in the body text.
 BM25_WEIGHTS = (2.0, 1.0)
 
-# Fusion constants, chosen by 5-fold cross-validation on the tuning half of benchmarks/queries
-# (scripts/bench_retrieval.py --tune); see the closing note of issue 17.
+# Fusion: each method's scores become z-scores over its first Z_DEPTH candidates (a hit far above
+# the rest of its own list is a confident one), weighted and added; an entry missing from a list counts
+# as that list's lowest. Constants chosen by 5-fold cross-validation on the tune half of
+# benchmarks/queries (scripts/bench_retrieval.py --tune). Tried there and dropped: min-max scores
+# weighted by each list's top gap, extra weight for a large z-gap, damping BM25 when its top score
+# is low, title weight 5, z over 10 or 50 candidates.
 FUSION_WEIGHTS = {"bm25": 0.9, "dense": 1.0}
-CONFIDENCE_DEPTH = 2  # (minmax) confidence = normalised gap between a method's first and its 2nd hit
-CONFIDENCE_POWER = 0.5
-# "minmax": scores mapped to [0, 1] and weighted by confidence; "z": z-scores over the candidates,
-# where a hit far above the rest of its list is confident by construction.
-NORMALISATION = "z"
-Z_DEPTH = 20  # (z) candidates the z-scores are taken over; the rest count as that list's minimum
-GAP_GAIN = 0.0  # (z) weight x (1 + GAP_GAIN x the z-gap between a method's first and second hits)
+Z_DEPTH = 20
 # Near-duplicate entries (cosine of their stored vectors above this) are not shown twice in the
 # top ranks: the lower one moves below the next distinct entry.
 DUPLICATE_COSINE = 0.9
@@ -114,21 +111,6 @@ def dense(ids: list[str], mat: np.ndarray, qv: np.ndarray, limit: int = CANDIDAT
     return [(ids[i], float(sims[i])) for i in top if np.isfinite(sims[i])]
 
 
-def _normalised(results: list[tuple[str, float]]) -> tuple[dict[str, float], float]:
-    """Scores mapped to [0, 1] within this query (best = 1), and the method's confidence in its top hit."""
-    if not results:
-        return {}, 0.0
-    scores = np.array([s for _, s in results], dtype=np.float64)
-    top, low = scores[0], scores[-1]
-    span = top - low
-    if span <= 0:
-        return {eid: 1.0 for eid, _ in results}, 0.0
-    norm = {eid: float((s - low) / span) for eid, s in results}
-    ref = scores[min(CONFIDENCE_DEPTH, len(scores) - 1)]
-    confidence = float((top - ref) / span) ** CONFIDENCE_POWER
-    return norm, confidence
-
-
 def _z(results: list[tuple[str, float]]) -> dict[str, float]:
     if len(results) < 2:
         return {eid: 1.0 for eid, _ in results}
@@ -138,36 +120,14 @@ def _z(results: list[tuple[str, float]]) -> dict[str, float]:
     return {eid: (s - mean) / sd for eid, s in results}
 
 
-def _gap(z: dict[str, float]) -> float:
-    top = sorted(z.values(), reverse=True)[:2]
-    return top[0] - top[1] if len(top) == 2 else 0.0
-
-
 def fuse(lexical: list[tuple[str, float]], semantic: list[tuple[str, float]]) -> list[Ranked]:
-    """Confidence-weighted fusion of normalised scores -> Ranked, best first.
-
-    Each method contributes weight x confidence x its normalised score; a method with a clear winner
-    (a large gap between its first and fifth hits) carries the fusion, a flat list barely counts.
-    """
+    """Z-score fusion of the two candidate lists -> Ranked, best first (ties: dense rank, then BM25 rank)."""
     brank = {eid: i + 1 for i, (eid, _) in enumerate(lexical)}
     drank = {eid: i + 1 for i, (eid, _) in enumerate(semantic)}
-    if NORMALISATION == "z":
-        bz, dz = _z(lexical[:Z_DEPTH]), _z(semantic[:Z_DEPTH])
-        bmin, dmin = min(bz.values(), default=0.0), min(dz.values(), default=0.0)
-        # a method whose first hit stands clear of its second is trusted more on this query
-        wb = FUSION_WEIGHTS["bm25"] * (1.0 + GAP_GAIN * _gap(bz))
-        wd = FUSION_WEIGHTS["dense"] * (1.0 + GAP_GAIN * _gap(dz))
-        scores = {
-            eid: wb * bz.get(eid, bmin) + wd * dz.get(eid, dmin)
-            for eid in brank.keys() | drank.keys()
-        }
-        order = sorted(scores, key=lambda e: (-scores[e], drank.get(e, 10**9), brank.get(e, 10**9)))
-        return [Ranked(eid, scores[eid], brank.get(eid), drank.get(eid)) for eid in order]
-    bnorm, bconf = _normalised(lexical)
-    dnorm, dconf = _normalised(semantic)
-    wb = FUSION_WEIGHTS["bm25"] * (bconf + 1e-3)
-    wd = FUSION_WEIGHTS["dense"] * (dconf + 1e-3)
-    scores = {eid: wb * bnorm.get(eid, 0.0) + wd * dnorm.get(eid, 0.0) for eid in brank.keys() | drank.keys()}
+    bz, dz = _z(lexical[:Z_DEPTH]), _z(semantic[:Z_DEPTH])
+    bmin, dmin = min(bz.values(), default=0.0), min(dz.values(), default=0.0)
+    wb, wd = FUSION_WEIGHTS["bm25"], FUSION_WEIGHTS["dense"]
+    scores = {eid: wb * bz.get(eid, bmin) + wd * dz.get(eid, dmin) for eid in brank.keys() | drank.keys()}
     order = sorted(scores, key=lambda e: (-scores[e], drank.get(e, 10**9), brank.get(e, 10**9)))
     return [Ranked(eid, scores[eid], brank.get(eid), drank.get(eid)) for eid in order]
 
@@ -197,7 +157,6 @@ def diversify(ranked: list[Ranked], vectors: dict[str, np.ndarray], keep: int) -
             deferred.append(r)
             continue
         out.append(r)
-        if deferred and len(out) >= 1:
-            out.extend(deferred)
-            deferred = []
+        out.extend(deferred)  # a deferred near-duplicate goes right after the next distinct entry
+        deferred = []
     return out + deferred

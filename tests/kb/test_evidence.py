@@ -33,6 +33,8 @@ def test_log_lines_carry_their_signal():
     assert "loss becomes NaN Inf" in signal_words("Epoch 3:  42%| 1310/3125 [02:11<03:02, loss=nan]")
     assert any("exploding" in w for w in signal_words("step 1200 | grad_norm: 3.4e+04 | loss: 8.91"))
     assert any("near zero" in w for w in signal_words("nt_xent_loss: 0.0003 at step 500"))
+    assert any("all zero" in w for w in signal_words("grad_norm: 0.0 at step 300"))
+    assert any("vanishing" in w for w in signal_words("grad_norm: 3e-9 at step 300"))
     assert any("cosine" in w for w in signal_words("train/pairwise_cos 0.9987"))
     assert any("codebook" in w for w in signal_words("train/codebook_usage=0.04"))
     assert any("slower" in w for w in signal_words("time/epoch_s: 41.2 ... 58.9 ... 97.3"))
