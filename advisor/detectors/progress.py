@@ -232,6 +232,8 @@ def detect_high_plateau(ctx: Context) -> list[Signal]:
     best = float(np.min(rolling_median(y, 3)))
     if chance is not None and not near_chance:
         return []  # it started low (a pretrained model) and stayed: nothing says that level is bad
+    if not near_chance and ctx.with_role("loss_component"):
+        return []  # a multi-term total can hold its level while its terms trade off (component_growth's case)
     if best < HIGH_PLATEAU_NEVER_LEFT * (chance if near_chance else start):
         return []  # it came down and went back up: divergence or a blow-up, not a loss that never moved
     # without the chance level, a loss that barely moved may be a pretrained model's fine-tune: a note

@@ -66,3 +66,13 @@ def test_a_weight_norm_that_grew_from_a_small_init_and_levelled_off_is_quiet(tmp
     assert not of_kind(detect(read_log(probe_store(tmp_path / "flat", {**HEALTHY_READINGS, **flat}))), "weight_growth")
     steady = {"weight/head/norm_growth": lambda i, n: 1 + 8 * i / n}
     assert only(detect(read_log(probe_store(tmp_path / "steady", {**HEALTHY_READINGS, **steady}))), "weight_growth").severity == "medium"
+
+
+def test_a_layer_that_starts_tiny_grows_fast_then_slowly_is_not_high(tmp_path):
+    # a positional embedding at std 0.02 reaches the scale of the other layers in its first steps (13x),
+    # then keeps creeping up: still growing, but not the unbounded growth of a run without weight decay
+    creep = {"weight/pos/norm_growth": lambda i, n: 1 + 12 * min(1.0, 10 * i / n) + 24 * i / n}
+    s = only(detect(read_log(probe_store(tmp_path / "creep", {**HEALTHY_READINGS, **creep}))), "weight_growth")
+    assert s.severity == "medium" and s.numbers["growth"] >= 20 and s.numbers["second_half_growth"] < 2
+    steady = {"weight/pos/norm_growth": lambda i, n: 1 + 40 * (i / n) ** 2}
+    assert only(detect(read_log(probe_store(tmp_path / "steady", {**HEALTHY_READINGS, **steady}))), "weight_growth").severity == "high"
