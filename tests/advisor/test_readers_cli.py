@@ -59,7 +59,7 @@ def test_explain_picks_the_run_and_a_wrong_name_is_one_line(sources, env):
     assert res.returncode == 0, res.stderr
     bad = advisor("annotate", str(sources["wandb"]), "--run", "no-such-run", env=env)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no run named 'no-such-run'" in bad.stderr
-    assert "its runs: offline-run-" in bad.stderr
+    assert "its runs: wandb/offline-run-" in bad.stderr
 
 
 @pytest.mark.slow
