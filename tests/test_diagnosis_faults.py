@@ -52,12 +52,13 @@ def _bench_module(name):
 
 
 SAMPLE_FAULTS = ["amp_overflow", "reward_flat"]
+SAMPLE_HEALTHY = ["healthy_mlp_sgd_b8_const"]  # batch 8: minibatch noise is not a spike
 
 
 @pytest.fixture(scope="module")
 def corpus_dirs(tmp_path_factory):
     corpus = _bench_module("corpus")
-    return corpus.build(SAMPLE_FAULTS, cache=tmp_path_factory.mktemp("corpus"), log=lambda m: None)
+    return corpus.build(SAMPLE_FAULTS + SAMPLE_HEALTHY, cache=tmp_path_factory.mktemp("corpus"), log=lambda m: None)
 
 
 @pytest.mark.slow
@@ -68,6 +69,14 @@ def test_corpus_fault_is_diagnosed_without_misfits(name, corpus_dirs, kb):
     row = scoring.score(diagnose(corpus_dirs[name], kb=kb), case.expected, case.settings, kb)
     assert row["hit"], row
     assert row["misfits"] == [], row
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SAMPLE_HEALTHY)
+def test_healthy_corpus_run_stays_quiet_without_misfits(name, corpus_dirs, kb):
+    corpus, scoring = _bench_module("corpus"), _bench_module("scoring")
+    row = scoring.score(diagnose(corpus_dirs[name], kb=kb), [], corpus.ALL[name].settings, kb)
+    assert row["loud"] == [] and row["misfits"] == [], row
 
 
 def test_real_logs_get_no_misfits(kb):
