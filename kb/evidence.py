@@ -81,7 +81,7 @@ def read_numbers(text: str) -> list[Reading]:
     """Named readings in text order. Repeated keys extend one series (`epoch 2 loss 4.10 | epoch 3 loss 4.09`).
 
     Index words (epoch, step, ...) take the one number that follows them and nothing else, so
-    `emb_norm 5.2 (ep 1) -> 398.7 (ep 100)` is one norm series and `epoch 1: 612s | epoch 30: 2710s`
+    `w_norm 3.1 (ep 2) -> 90.4 (ep 60)` is one norm series and `epoch 2: 75s | epoch 40: 300s`
     one duration series; numbers that follow a value without a new key continue its series.
     """
     readings: dict[str, Reading] = {}

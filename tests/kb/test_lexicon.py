@@ -58,3 +58,15 @@ def test_the_index_carries_the_lexicon_words(built_kb_path):
     finally:
         con.close()
     assert "GradScaler loss scale" in text
+
+
+def test_no_evaluation_query_is_copied_into_the_lexicon_or_the_search_code():
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sets = [root / "benchmarks" / "queries" / "queries.jsonl", root.parent / "shared" / "eval" / "queries_dev.jsonl"]
+    queries = [json.loads(line)["q"].lower() for p in sets if p.exists() for line in p.read_text().splitlines() if line.strip()]
+    assert len(queries) >= 200
+    corpus = "\n".join((root / "kb" / name).read_text().lower() for name in ("lexicon.toml", "lexicon.py", "evidence.py", "search.py"))
+    assert [q for q in queries if q in corpus] == []
