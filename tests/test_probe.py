@@ -499,3 +499,23 @@ def test_max_overhead_spaces_sampled_steps_to_fit_the_budget(tmp_path):
     costs = train("roomy", 6, 0.5, pause=0.05)
     assert costs["skipped_for_budget"] == 0
     assert read_readings(tmp_path / "roomy")["grad/global_norm"][0].tolist() == list(range(6))
+
+
+def test_unsampled_steps_record_every_kind_of_scalar(tmp_path):
+    """Unsampled steps take a short path; what they record is what the full path records."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    with Probe(model, run=tmp_path / "run", every=4) as probe:
+        for s in range(8):
+            model(torch.randn(5, 4)).sum().backward()
+            probe.step(loss=torch.tensor(0.5 * s), lr=1e-3, epoch=s // 4, flag=True, acc=np.float32(0.25),
+                       nan=float("nan"), z=torch.randn(5, 3), pair=[torch.randn(5, 3), torch.randn(5, 3)], absent=None,
+                       **({"step_time": 0.01} if s == 5 else {}))  # fmt: skip
+    r = read_readings(tmp_path / "run")
+    for name in ("loss", "lr", "epoch", "flag", "acc", "nan"):
+        assert r[name][0].tolist() == list(range(8)), name
+    assert r["loss"][1].tolist() == [0.5 * s for s in range(8)]
+    assert r["epoch"][1].tolist() == [0, 0, 0, 0, 1, 1, 1, 1] and set(r["flag"][1]) == {1.0} and set(r["acc"][1]) == {0.25}
+    assert np.isnan(r["nan"][1]).all()
+    assert r["z/std"][0].tolist() == [0, 4] and r["pair.0/std"][0].tolist() == [0, 4]
+    assert r["grad/global_norm"][0].tolist() == [0, 4] and r["act/1/zero_fraction"][0].tolist() == [0, 4]
+    assert "absent" not in r and read_events(tmp_path / "run") == []

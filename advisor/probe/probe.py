@@ -188,6 +188,13 @@ class Probe:
 
     def step(self, step: int | None = None, **named: Any) -> None:
         """Record one training step: call after backward, before optimizer.step()."""
+        if self._fast and step is None and not self._planned:  # an ordinary step: the short path
+            try:
+                if self._fast_step(named):
+                    return
+            except Exception as exc:
+                self._break(exc)
+                return
         if self._closed:
             return
         if self._broken:
@@ -197,10 +204,7 @@ class Probe:
             self._force_next = False
             return
         try:
-            entered = time.perf_counter()
-            if self._fast and step is None and not self._planned and not self._force_next and self._fast_step(named, entered):
-                return
-            self._step(step, named, entered)
+            self._step(step, named, time.perf_counter())
         except Exception as exc:
             self._break(exc)
 
@@ -421,55 +425,49 @@ class Probe:
             self._acts.set_armed(self.will_sample)
         self._fast = not (self._staged or self._staged_scalars or (self._params is not None and self._params.has_snapshot()))
 
-    def _fast_step(self, named: dict[str, Any], entered: float) -> bool:
+    def _fast_step(self, named: dict[str, Any]) -> bool:
         """An unsampled step whose arguments are plain scalars: queue them and return (a few µs).
 
-        Returns False, having changed nothing, for anything else; step() then takes the full path.
+        Only possible when nothing is staged, no update is due and the next step is not forced
+        (`_fast`). Returns False, having changed nothing, for anything else: step() then takes the
+        full path. Kept short: it runs between a backward pass and an optimizer step, on cold caches.
         """
+        entered = time.perf_counter() if self.max_overhead is not None else 0.0
         k = self._next_step
-        rows = []
-        step_time = data_time = None
         if self._writer is not None:
             now = time.time()
+            pending = self._pending
+            start = len(pending)
             for name, value in named.items():
                 cls = type(value)
                 if cls is float or cls is int:
-                    rows.append((k, name, value, now))
+                    pending.append((k, name, value, now))
                 elif isinstance(value, Tensor) and name not in _CONTROL:
                     if value.numel() == 1:
                         # A CPU number is read now; a device one is kept until the flush (no sync).
-                        rows.append((k, name, value.item() if value.is_cpu else value.detach(), now))
+                        pending.append((k, name, value.item() if value.is_cpu else value.detach(), now))
                     # other tensors are only read on sampled steps
-                elif name == "step_time":
-                    step_time = float(value)
-                elif name == "data_time":
-                    data_time = float(value)
-                elif name == "scaler" and self._amp["grad_scaler"]:
-                    continue
-                elif value is None or (isinstance(value, (tuple, list)) and name not in _CONTROL):
-                    continue  # lists of tensors, like tensors, wait for a sampled step
-                elif name in _CONTROL or not _is_scalar(value):
-                    return False
-                else:
-                    rows.append((k, name, float(value), now))
-        elif any(n in ("codebook_size", "scaler") for n in named):
+                elif name in _CONTROL or not (value is None or isinstance(value, (tuple, list)) or _is_scalar(value)):
+                    if name != "scaler" or not self._amp["grad_scaler"]:  # step/data times, codebook: full path
+                        del pending[start:]
+                        return False
+                elif _is_scalar(value):
+                    pending.append((k, name, float(value), now))
+                # None, and lists of tensors (read on sampled steps only), are skipped
+        elif "codebook_size" in named or "scaler" in named:
             return False
-        self._pending.extend(rows)
         self._interval_calls += 1
-        if step_time is not None:
-            self._user_step_time[0] += step_time
-            self._user_step_time[1] += 1
-        if data_time is not None:
-            self._user_data_time[0] += data_time
-            self._user_data_time[1] += 1
         self._steps += 1
         self._last_step = k
-        self._next_step = k + 1
-        if len(self._pending) >= _MAX_PENDING or time.monotonic() - self._last_flush >= self.flush_seconds:
-            self._flush()
-        self._account(entered, False)
+        self._next_step = k = k + 1
+        if self.max_overhead is None:
+            self._planned = k % self.every == 0
+        else:
+            self._account(entered, False)
         if self._planned and self._acts is not None:
             self._acts.set_armed(True)
+        if len(self._pending) >= _MAX_PENDING or time.monotonic() - self._last_flush >= self.flush_seconds:
+            self._flush()
         return True
 
     def _read_sampled(self, k: int, now: float, sources: dict[str, _Source], model_readings: bool) -> None:
