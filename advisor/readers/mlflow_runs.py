@@ -44,7 +44,7 @@ def _simple_yaml(path: Path) -> dict[str, str]:
     return out
 
 
-def _file_run(meta_file: Path, root: Path) -> Candidate | None:
+def _file_run(meta_file: Path) -> Candidate | None:
     run_dir = meta_file.parent
     if not (run_dir / "metrics").is_dir():
         return None
@@ -73,11 +73,11 @@ def find(root: Path, files: list[Path]) -> list[Candidate]:
     """Run directories of a file store anywhere below root (a run dir holds meta.yaml and metrics/)."""
     cands = []
     if (root / "meta.yaml").is_file() and (root / "metrics").is_dir():
-        c = _file_run(root / "meta.yaml", root.parent)
+        c = _file_run(root / "meta.yaml")
         return [c] if c else []
     for f in files:
         if f.name == "meta.yaml" and ".trash" not in f.parts:
-            c = _file_run(f, root)
+            c = _file_run(f)
             if c:
                 cands.append(c)
     return cands

@@ -28,7 +28,7 @@ def find(root: Path, files: list[Path]) -> list[Candidate]:
     for out, group in by_output.items():
         top = [f for f in group if f.parent == out]
         chosen = top[0] if top else max(group, key=lambda f: natural_key(f.parent.name))
-        cands.append(Candidate("json", chosen, relative(root, chosen), mtime(chosen)))
+        cands.append(Candidate(NAME, chosen, relative(root, chosen), mtime(chosen)))
     return cands
 
 
