@@ -10,6 +10,9 @@ Covered: FSDP2 with one shard dimension (a 1-D mesh, or HSDP's replicate x shard
 over the shard dimension only, as the replicas hold the same values). Not covered: tensor or
 sequence parallelism (parameters sharded over more than one mesh dimension) and DeepSpeed ZeRO
 (flat partitions that are not DTensors): a model with such parameters gets no parameter readings.
+
+The ranks must fail alike: a parameter reading that fails on one rank only (it never has in tests:
+the code and the shapes are the same everywhere) would leave the others waiting in its all_reduce.
 """
 
 from __future__ import annotations
