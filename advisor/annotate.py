@@ -27,7 +27,7 @@ def _json_number(v: Any) -> Any:
     return v
 
 
-def annotation_for(signal: Signal, kb: KnowledgeBase, k: int = SUGGESTIONS_PER_ANNOTATION) -> Annotation:
+def annotation_for(signal: Signal, kb: KnowledgeBase, k: int = SUGGESTIONS_PER_ANNOTATION, run: Run | None = None) -> Annotation:
     from advisor.matcher import suggestions_for_signal
 
     evidence = {"value": signal.value, "threshold": signal.threshold, **signal.numbers}
@@ -43,7 +43,7 @@ def annotation_for(signal: Signal, kb: KnowledgeBase, k: int = SUGGESTIONS_PER_A
         evidence={key: _json_number(v) for key, v in evidence.items() if v is not None},
         suggestions=[
             SuggestionRef(id=e.id, source=e.source, title=e.title, score=round(score, 4))
-            for e, score in suggestions_for_signal(signal, kb, k)
+            for e, score in suggestions_for_signal(signal, kb, k, run=run)
         ],
     )
 
@@ -54,7 +54,7 @@ def annotate_run(run: Run, kb: KnowledgeBase | str | Path | None = None) -> dict
 
     store = open_kb(kb)
     signals = detect(run)
-    annotations = [annotation_for(s, store) for s in signals]
+    annotations = [annotation_for(s, store, run=run) for s in signals]
     annotations.sort(key=lambda a: (-SEVERITY_ORDER[a.severity], a.start, a.metric))
     return {
         "log": run.path,
