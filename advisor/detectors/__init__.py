@@ -101,8 +101,8 @@ REGISTRY: list[Detector] = [
     Detector("frozen_parameters", weights.detect_frozen_parameters, "update/frozen_share > 0 sustained",
              "practitioner check: parameters left out of the optimizer", "readings"),
     Detector("weight_growth", weights.detect_weight_growth,
-             f"weight norm >= {weights.WEIGHT_GROWTH:g}x its first reading, the last third still carrying >= "
-             f"{weights.WEIGHT_GROWTH_TAIL_SHARE:.0%} of the growth; high at {weights.WEIGHT_GROWTH_HIGH:g}x and {weights.WEIGHT_GROWTH_HIGH_SECOND_HALF:g}x over the second half",
+             f"weight norm >= {weights.WEIGHT_GROWTH:g}x its first reading and over the second half still gaining >= "
+             f"{weights.WEIGHT_GROWTH_STILL:g}x what it gained over the quarter before; high at {weights.WEIGHT_GROWTH_HIGH:g}x and {weights.WEIGHT_GROWTH_HIGH_SECOND_HALF:g}x over the second half",
              "Soudry et al. 2018 (implicit bias: unbounded norm growth on separable data)", "readings"),
     Detector("representation_collapse", representations.detect_representation_collapse,
              f"l2norm_std < {representations.COLLAPSE_STD_RATIO}x 1/sqrt(D), or mean pairwise cosine > {representations.COLLAPSE_COSINE}, sustained",

@@ -122,6 +122,7 @@ class Rule:
     alone: bool = False
     extra: Callable[[Context, Series, Window], dict] | None = None
     applies: Callable[[Context, Series], bool] | None = None
+    explained: Callable[[Context], str | None] | None = None  # another finding that explains it: a note, with why
 
     def flagged(self, v: np.ndarray) -> np.ndarray:
         return _OPS[self.op](v, self.limit)
@@ -153,6 +154,9 @@ class Rule:
             lay = layer(s.name, self.prefix, self.reading) if self.prefix else s.name
             summary = self.summary.format(median=w.median, layer=lay, family=family(s.name), axis=ctx.run.axis,
                                           start=fmt(w.start), points=w.points, median_text=fmt(w.median))
+            why = self.explained(ctx) if self.explained else None
+            if why:
+                severity, summary = "low", f"{summary[:-1]} — {why}."
             numbers = window_numbers(w, **(self.extra(ctx, s, w) if self.extra else {}))
             if self.prefix:
                 numbers.setdefault("layer", lay)
@@ -162,6 +166,19 @@ class Rule:
             badness = w.median / self.limit if self.op in (">", ">=") else self.limit / max(w.median, 1e-300)
             out.append((badness, sig))
         return out
+
+
+def frozen_parameters_held(ctx: Context) -> bool:
+    """Parameters that receive gradients but never move, sustained: they sit outside the optimizer, so
+    optimizer.zero_grad() never clears their .grad and it grows step after step."""
+    s = ctx.get(rn.UPDATE_FROZEN_SHARE)
+    return s is not None and sustained(ctx, s, lambda v: v > 0) is not None
+
+
+def _frozen_gradients(ctx: Context) -> str | None:
+    if frozen_parameters_held(ctx):
+        return "parameters outside the optimizer accumulate their gradients (see frozen_parameters)"
+    return None
 
 
 def _not_logits(ctx: Context, s: Series) -> bool:
@@ -217,11 +234,11 @@ RULES: tuple[Rule, ...] = (
     Rule("vanishing_gradients", rn.GRAD_GLOBAL_NORM, "<", 1e-6, alone=True,
          summary="The global gradient norm stays below 1e-06 (median {median_text}) from {axis} {start}.",
          query="gradients are vanishingly small, training stalls", reference=DEEPDIAGNOSIS),
-    Rule("exploding_gradients", rn.GRAD_FIRST_LAST_RATIO, ">", 70.0,
+    Rule("exploding_gradients", rn.GRAD_FIRST_LAST_RATIO, ">", 70.0, explained=_frozen_gradients,
          summary=("The first layer's gradient is {median_text} times the last layer's from {axis} {start}: "
                   "gradients grow on their way back through the network."),
          query="exploding gradients, early layers get huge gradients", reference=f"{AUTOTRAINER}; Pascanu et al. 2013"),
-    Rule("exploding_gradients", rn.GRAD_GLOBAL_NORM, ">", 1e3, high=1e5,
+    Rule("exploding_gradients", rn.GRAD_GLOBAL_NORM, ">", 1e3, high=1e5, explained=_frozen_gradients,
          summary="The global gradient norm stays above 1000 (median {median_text}) from {axis} {start}.",
          query="gradient norm is huge, exploding gradients", reference="Pascanu et al. 2013"),
     Rule("zero_gradients", rn.GRAD_ZERO_SHARE, ">=", 0.90, high=0.99,

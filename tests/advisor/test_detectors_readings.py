@@ -141,3 +141,13 @@ def test_sparse_relu_outputs_with_every_unit_alive_are_a_note(tmp_path):
     assert s.severity == "low"
     dying = {"act/encoder.0/zero_fraction": after(100, 0.75, 0.5), "act/encoder.0/dead_unit_share": after(100, 0.3, 0.02)}
     assert only(detect(read_log(probe_store(tmp_path / "dying", {**HEALTHY_READINGS, **dying}))), "dead_units").severity == "medium"
+
+
+def test_gradients_of_parameters_outside_the_optimizer_are_explained_by_frozen_parameters(tmp_path):
+    # a first layer left out of the optimizer: optimizer.zero_grad() never clears its .grad, so the ratio of
+    # first- to last-layer gradient norms climbs past AUTOTRAINER's 70 — a consequence, not a second fault
+    change = {"update/frozen_share": 0.3, "update/frozen_params": 2.0, "grad/first_last_ratio": after(150, 120.0, 0.8)}
+    signals = detect(read_log(probe_store(tmp_path / "run", {**HEALTHY_READINGS, **change})))
+    assert only(signals, "frozen_parameters").severity == "medium"
+    explode = only(signals, "exploding_gradients", "grad/first_last_ratio")
+    assert explode.severity == "low" and "frozen_parameters" in explode.summary
