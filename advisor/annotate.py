@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from advisor.models import SEVERITY_ORDER, AdvisorError, Annotation, Run, Signal, SuggestionRef
+from advisor.models import SEVERITY_ORDER, AdvisorError, Annotation, AnnotationReport, Run, SeriesSummary, Signal, SuggestionRef
 from kb import KnowledgeBase
 
 SUGGESTIONS_PER_ANNOTATION = 3
@@ -48,36 +48,37 @@ def annotation_for(signal: Signal, kb: KnowledgeBase, k: int = SUGGESTIONS_PER_A
     )
 
 
-def annotate_run(run: Run, kb: KnowledgeBase | str | Path | None = None) -> dict:
-    from advisor.detectors import detect
-    from advisor.diagnose import open_kb
+def annotate_run(run: Run, kb: KnowledgeBase | str | Path | None = None) -> AnnotationReport:
+    """The signals of an already-read run, each with the entries that address it (`advisor annotate`)."""
+    from advisor.analysis import detect_signals, open_kb
 
     store = open_kb(kb)
-    signals = detect(run)
+    signals, remarks = detect_signals(run)
     annotations = [annotation_for(s, store, run=run) for s in signals]
     annotations.sort(key=lambda a: (-SEVERITY_ORDER[a.severity], a.start, a.metric))
-    return {
-        "log": run.path,
-        "format": run.format,
-        "axis": run.axis,
-        "series": [
-            {
-                "name": s.name,
-                "role": s.role,
-                "points": len(s),
-                "first": _json_number(float(s.steps[0])) if len(s) else None,
-                "last": _json_number(float(s.steps[-1])) if len(s) else None,
-            }
+    return AnnotationReport(
+        log=run.path,
+        format=run.format,
+        axis=run.axis,
+        series=[
+            SeriesSummary(
+                name=s.name,
+                role=s.role,
+                points=len(s),
+                first=_json_number(float(s.steps[0])) if len(s) else None,
+                last=_json_number(float(s.steps[-1])) if len(s) else None,
+            )
             for s in run.series.values()
         ],
-        "skipped": run.skipped,
-        "annotations": [a.model_dump() for a in annotations],
-    }
+        skipped=list(run.skipped),
+        notes=[r for r in remarks if r not in run.skipped],
+        annotations=annotations,
+    )
 
 
 def annotate(path: str | Path, kb: KnowledgeBase | str | Path | None = None, roles_file: str | Path | None = None,
-             run: str | None = None) -> dict:
-    """Read a log, detect symptoms, and return the annotation document (`advisor annotate --json`)."""
+             run: str | None = None) -> AnnotationReport:
+    """Read a log, detect symptoms, and return the annotation report (`advisor annotate --json`)."""
     from advisor.readers import read_log
 
     return annotate_run(read_log(path, roles_file=roles_file, run=run), kb=kb)
@@ -104,7 +105,8 @@ def _raw_rows(run: Run) -> Iterator[dict]:
         return
     if run.format == "csv" and path.is_file():
         with open(path, encoding="utf-8", errors="replace", newline="") as fh:
-            yield from csv.DictReader(line.replace("\r", "") for line in fh)
+            for row in csv.DictReader(line.replace("\r", "") for line in fh):
+                yield {key: _csv_cell(value) for key, value in row.items()}
         return
     if run.format == "trainer_state" and path.is_file():
         yield from json.loads(path.read_text()).get("log_history", [])
@@ -115,6 +117,24 @@ def _raw_rows(run: Run) -> Iterator[dict]:
             by_step.setdefault(step, {run.axis: step})[s.name] = _json_number(value)
     for step in sorted(by_step):
         yield by_step[step]
+
+
+MISSING_CELLS = frozenset({"", "na", "nan", "null", "none"})  # how CSV loggers write a missing value
+
+
+def _csv_cell(value: str | None) -> Any:
+    """A CSV cell as the number it holds (written back as a JSON number), None when missing, else the text."""
+    if value is None or value.strip().lower() in MISSING_CELLS:
+        return None
+    text = value.strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return value
 
 
 def _row_step(row: dict, axis: str, index: int) -> float | None:
@@ -179,13 +199,14 @@ def write_atomically(out: str | Path, write: Callable[[Path], None]) -> Path:
     return target
 
 
-def write_annotated(run: Run, result: dict, out: str | Path) -> int:
+def write_annotated(run: Run, result: AnnotationReport, out: str | Path) -> int:
     """Write the log's rows as JSON Lines with an `annotations` field on the rows each annotation covers.
 
     Written through `write_atomically`, so an error never leaves a half-written OUT.
     Returns the number of rows written.
     """
-    spans = [(a["start"], a["end"], {k: a[k] for k in ("signal", "metric", "severity", "summary")} | {"suggestions": [s["id"] for s in a["suggestions"]]}) for a in result["annotations"]]
+    spans = [(a.start, a.end, a.model_dump(include={"signal", "metric", "severity", "summary"}) | {"suggestions": [s.id for s in a.suggestions]})
+             for a in result.annotations]
     rows = 0
 
     def write(tmp: Path) -> None:
@@ -247,52 +268,48 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def render_text(run: Run, result: dict) -> str:
-    lines = [f"{result['log']}  ({result['format']}, axis: {result['axis']}, {len(result['series'])} series)"]
-    for note in result["skipped"]:
+def render_text(run: Run, result: AnnotationReport) -> str:
+    lines = [f"{result.log}  ({result.format}, axis: {result.axis}, {len(result.series)} series)"]
+    for note in result.skipped + result.notes:
         lines.append(f"  note: {note}")
-    if not result["annotations"]:
-        lines.append("no symptoms found: the curves look healthy to the detectors")
-    for a in result["annotations"]:
-        epochs = f", epochs {_fmt(a['start_epoch'])}-{_fmt(a['end_epoch'])}" if a.get("start_epoch") is not None else ""
+    for a in result.annotations:
+        epochs = f", epochs {_fmt(a.start_epoch)}-{_fmt(a.end_epoch)}" if a.start_epoch is not None else ""
         lines.append("")
-        lines.append(f"[{a['severity'].upper()}] {a['signal']} in {a['metric']} ({result['axis']} {_fmt(a['start'])}-{_fmt(a['end'])}{epochs})")
-        lines.append(f"  {a['summary']}")
-        series = run.series.get(a["metric"])
+        lines.append(f"[{a.severity.upper()}] {a.signal} in {a.metric} ({result.axis} {_fmt(a.start)}-{_fmt(a.end)}{epochs})")
+        lines.append(f"  {a.summary}")
+        series = run.series.get(a.metric)
         if series is not None and len(series) > 1:
-            spark = sparkline(series.values, window=window_indices(series.steps, a["start"], a["end"]))
+            spark = sparkline(series.values, window=window_indices(series.steps, a.start, a.end))
             lines.extend("  " + part for part in spark.split("\n"))
-        for s in a["suggestions"]:
-            lines.append(f"  -> {s['title']} [{s['id']}] {s['score']:.2f}")
+        for s in a.suggestions:
+            lines.append(f"  -> {s.title} [{s.id}] {s.score:.2f}")
     return "\n".join(lines)
 
 
-def render_markdown(run: Run, result: dict) -> str:
-    out = [f"# Annotations for `{Path(result['log']).name}`", "", f"Format {result['format']}, step axis `{result['axis']}`.", ""]
-    for note in result["skipped"]:
+def render_markdown(run: Run, result: AnnotationReport) -> str:
+    out = [f"# Annotations for `{Path(result.log).name}`", "", f"Format {result.format}, step axis `{result.axis}`.", ""]
+    for note in result.skipped + result.notes:
         out.append(f"> {note}")
-    if not result["annotations"]:
-        out.append("No symptoms found: the curves look healthy to the detectors.")
-    for a in result["annotations"]:
-        out.append(f"## {a['severity'].upper()}: {a['signal']} in `{a['metric']}`")
+    for a in result.annotations:
+        out.append(f"## {a.severity.upper()}: {a.signal} in `{a.metric}`")
         out.append("")
-        out.append(f"{result['axis']} {_fmt(a['start'])}–{_fmt(a['end'])}" + (f" (epochs {_fmt(a['start_epoch'])}–{_fmt(a['end_epoch'])})" if a.get("start_epoch") is not None else ""))
+        out.append(f"{result.axis} {_fmt(a.start)}–{_fmt(a.end)}" + (f" (epochs {_fmt(a.start_epoch)}–{_fmt(a.end_epoch)})" if a.start_epoch is not None else ""))
         out.append("")
-        out.append(a["summary"])
+        out.append(a.summary)
         out.append("")
-        if a["evidence"]:
+        if a.evidence:
             out.append("| evidence | value |")
             out.append("|---|---|")
-            out.extend(f"| {k} | {_fmt(v)} |" for k, v in a["evidence"].items())
+            out.extend(f"| {k} | {_fmt(v)} |" for k, v in a.evidence.items())
             out.append("")
-        series = run.series.get(a["metric"])
+        series = run.series.get(a.metric)
         if series is not None and len(series) > 1:
             out.append("```")
-            out.append(sparkline(series.values, window=window_indices(series.steps, a["start"], a["end"])))
+            out.append(sparkline(series.values, window=window_indices(series.steps, a.start, a.end)))
             out.append("```")
             out.append("")
-        for s in a["suggestions"]:
-            out.append(f"- **{s['title']}** (`{s['id']}`, {s['score']:.2f})")
+        for s in a.suggestions:
+            out.append(f"- **{s.title}** (`{s.id}`, {s.score:.2f})")
         out.append("")
     return "\n".join(out)
 
@@ -323,7 +340,7 @@ def robust_limits(values: np.ndarray) -> tuple[float, float] | None:
     return lo, hi
 
 
-def plot(run: Run, result: dict, out: str | Path) -> Path:
+def plot(run: Run, result: AnnotationReport, out: str | Path) -> Path:
     """Draw each annotated metric with its flagged windows shaded (matplotlib, no display needed).
 
     The y axis shows the bulk of each curve (`robust_limits`); points beyond it, and NaN/Inf points,
@@ -339,7 +356,7 @@ def plot(run: Run, result: dict, out: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = list(dict.fromkeys(a["metric"] for a in result["annotations"] if a["metric"] in run.series))
+    metrics = list(dict.fromkeys(a.metric for a in result.annotations if a.metric in run.series))
     if not metrics:  # nothing flagged: show the main curves so the picture still says "healthy"
         metrics = [s.name for s in run.series.values() if s.role in ("loss", "val_loss")][:3] or list(run.series)[:3]
     if not metrics:
@@ -353,13 +370,13 @@ def plot(run: Run, result: dict, out: str | Path) -> Path:
             for ax, name in zip(axes[:, 0], metrics):
                 _plot_series(ax, run.series[name], x_lim)
                 ax.set_ylabel(name, fontsize=8)
-                for a in result["annotations"]:
-                    if a["metric"] == name and np.isfinite(a["start"]) and np.isfinite(a["end"]):
-                        start, end = (float(np.clip(v, -PLOT_LIMIT, PLOT_LIMIT)) for v in (a["start"], a["end"]))
-                        ax.axvspan(start, end, color=colors[a["severity"]], alpha=0.25)
-                        ax.text(start, ax.get_ylim()[1], f" {a['signal']}", fontsize=7, va="top", color=colors[a["severity"]])
-            axes[-1, 0].set_xlabel(result["axis"])
-            fig.suptitle(Path(result["log"]).name, fontsize=10)
+                for a in result.annotations:
+                    if a.metric == name and np.isfinite(a.start) and np.isfinite(a.end):
+                        start, end = (float(np.clip(v, -PLOT_LIMIT, PLOT_LIMIT)) for v in (a.start, a.end))
+                        ax.axvspan(start, end, color=colors[a.severity], alpha=0.25)
+                        ax.text(start, ax.get_ylim()[1], f" {a.signal}", fontsize=7, va="top", color=colors[a.severity])
+            axes[-1, 0].set_xlabel(result.axis)
+            fig.suptitle(Path(result.log).name, fontsize=10)
             fig.tight_layout()
             return write_atomically(out, lambda tmp: fig.savefig(tmp, dpi=110, format=suffix))
     finally:

@@ -82,7 +82,7 @@ def annotate(ctx, log: str, as_json: bool, as_markdown: bool, output: str | None
     if plot:
         click.echo(f"wrote {draw(run, result, plot)}", err=True)
     if as_json:
-        click.echo(json.dumps(result, ensure_ascii=False))
+        click.echo(result.model_dump_json())
     elif as_markdown:
         click.echo(render_markdown(run, result))
     else:

@@ -157,6 +157,28 @@ class Annotation(BaseModel):
     suggestions: list[SuggestionRef] = Field(default_factory=list)
 
 
+class SeriesSummary(BaseModel):
+    """One series of an annotated log: its name, role and extent on the step axis."""
+
+    name: str
+    role: str
+    points: int
+    first: float | None = None
+    last: float | None = None
+
+
+class AnnotationReport(BaseModel):
+    """What `advisor annotate` returns: the log's signals placed on its own step axis."""
+
+    log: str
+    format: str
+    axis: str
+    series: list[SeriesSummary] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list)  # what the reader left out
+    notes: list[str] = Field(default_factory=list)  # the analysis' remarks: not enough data, healthy curves
+    annotations: list[Annotation] = Field(default_factory=list)
+
+
 class Diagnosis(BaseModel):
     """What `advisor diagnose` returns."""
 

@@ -130,7 +130,7 @@ def annotate_once(path: Path) -> tuple[float, int]:
     from advisor.annotate import annotate
 
     dt, result = timed(annotate, path)
-    return dt, len(result["annotations"])
+    return dt, len(result.annotations)
 
 
 def split_timing(path: Path) -> None:

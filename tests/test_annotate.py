@@ -11,6 +11,7 @@ import pytest
 
 from advisor.annotate import annotate, sparkline
 from advisor.diagnose import diagnose
+from advisor.models import AnnotationReport
 
 DEMO = os.path.join(os.path.dirname(__file__), "..", "advisor", "data", "demo_jepa_run.jsonl")
 
@@ -56,7 +57,9 @@ def check_jepa_findings(result, names):
 
 
 def test_jepa_run_findings_in_the_right_windows(kb):
-    result = annotate(DEMO, kb=kb)
+    report = annotate(DEMO, kb=kb)
+    assert isinstance(report, AnnotationReport)
+    result = report.model_dump()
     assert result["axis"] == "step" and result["format"] == "jsonl"
     assert {s["name"] for s in result["series"]} >= set(RENAMES)
     check_jepa_findings(result, {k: k for k in RENAMES})
@@ -71,7 +74,7 @@ def test_jepa_run_with_every_column_renamed(kb, tmp_path):
         for line in src:
             row = json.loads(line)
             dst.write(json.dumps({RENAMES.get(k, k): v for k, v in row.items()}) + "\n")
-    check_jepa_findings(annotate(renamed, kb=kb), RENAMES)
+    check_jepa_findings(annotate(renamed, kb=kb).model_dump(), RENAMES)
 
 
 def test_diagnose_demo_ranks_the_analysis_fixes(kb):
@@ -142,13 +145,16 @@ def test_cli_explain_and_notes(cli_env):
     doc = json.loads(res.stdout)
     assert doc["backend"] == "none" and doc["citations"] and doc["fallback"] is False
     assert "run/problem-1-relational-loss-not-scale-invariant" in doc["citations"]
-    from advisor.notes import NotesStore, run_key
+    from advisor.analysis import notes_key
+    from advisor.notes import NotesStore
+    from advisor.readers import read_log
 
     store = NotesStore(cli_env["TRAIN_ADVISOR_NOTES"])
-    store.set(run_key(DEMO), "run/fix-1-2-disable-vq-refresh", "helped", note="usage stable at 20%", signal_kinds=["level_shift"])
+    key = notes_key(read_log(DEMO))  # the run's stable identity (a content hash for a log), not its path
+    store.set(key, "run/fix-1-2-disable-vq-refresh", "helped", note="usage stable at 20%", signal_kinds=["level_shift"])
     notes = json.loads(advisor_cli("notes", DEMO, "--json", env_extra=cli_env).stdout)
     assert notes[0]["entry_id"] == "run/fix-1-2-disable-vq-refresh" and notes[0]["status"] == "helped"
-    store.set(run_key(DEMO), "run/problem-1-relational-loss-not-scale-invariant", "dismissed")
+    store.set(key, "run/problem-1-relational-loss-not-scale-invariant", "dismissed")
     ranked = json.loads(advisor_cli("diagnose", DEMO, "--json", env_extra=cli_env).stdout)
     assert "run/problem-1-relational-loss-not-scale-invariant" not in [s["id"] for s in ranked["suggestions"]]
 
@@ -181,3 +187,21 @@ def test_cli_one_row_log_says_not_enough_data(cli_env, tmp_path):
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["signals"] == [] and any("not enough data" in n or "too little" in n for n in doc["notes"])
+
+
+def test_annotated_csv_rows_keep_numbers_as_numbers(kb, tmp_path):
+    """`-o` on a Keras CSV log writes numbers as JSON numbers and `NA` cells as null, not as strings."""
+    from advisor.annotate import annotate_run, write_annotated
+    from advisor.readers import read_log
+
+    log = tmp_path / "training.log"
+    rows = ["epoch,accuracy,loss,val_loss"] + [f"{e},{0.5 + e / 100:.4f},{1.0 / (e + 1):.6f},{'NA' if e == 3 else f'{1.2 / (e + 1):.6f}'}"
+                                              for e in range(12)]  # fmt: skip
+    log.write_text("\n".join(rows) + "\n")
+    run = read_log(log)
+    out = tmp_path / "annotated.jsonl"
+    assert write_annotated(run, annotate_run(run, kb=kb), out) == 12
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert written[0]["epoch"] == 0 and isinstance(written[0]["epoch"], int)
+    assert written[5]["loss"] == pytest.approx(1 / 6, abs=1e-6) and isinstance(written[5]["loss"], float)
+    assert written[3]["val_loss"] is None

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from advisor.annotate import plot, robust_limits, write_annotated
+from advisor.models import Annotation, AnnotationReport
 from advisor.detectors import detect
 from advisor.models import AdvisorError
 from advisor.readers import read_log
@@ -34,8 +35,8 @@ def log_with_extremes(tmp_path: Path) -> Path:
 def annotated(tmp_path):
     run = read_log(log_with_extremes(tmp_path))
     signals = detect(run)
-    result = {"annotations": [{"signal": s.kind, "metric": s.metric, "start": s.start, "end": s.end, "severity": s.severity,
-                               "summary": s.summary, "suggestions": []} for s in signals], "log": run.path, "axis": run.axis}
+    result = AnnotationReport(log=run.path, format=run.format, axis=run.axis, annotations=[
+        Annotation(signal=s.kind, metric=s.metric, start=s.start, end=s.end, severity=s.severity, summary=s.summary) for s in signals])
     return run, result
 
 
