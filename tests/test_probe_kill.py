@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from advisor import runstore
+from advisor.readers import read_log
 
 # A real training loop: every step sampled, flushed every 20 ms, so a kill lands mid-write often.
 _CHILD = textwrap.dedent(
@@ -71,6 +72,7 @@ def test_kill_9_at_random_points_leaves_a_readable_stopped_store(tmp_path: Path)
         steps, values = readings["loss"]
         assert len(steps) >= 3 and np.all(np.diff(steps) == 1) and np.all(np.isfinite(values))
         assert runstore.run_state(run) == "stopped"
+        assert not read_log(run).live
 
 
 def test_run_state_live_finished_and_stale(tmp_path: Path):
@@ -106,3 +108,22 @@ def test_run_state_live_finished_and_stale(tmp_path: Path):
     runstore.write_meta(con, {"pid": dead.pid, "hostname": runstore.socket.gethostname(), "heartbeat": time.time()})
     con.close()
     assert runstore.run_state(tmp_path / "gone") == "stopped"
+
+
+def test_the_reader_calls_a_run_live_only_while_its_writer_lives(tmp_path: Path):
+    """A store left unfinished by a process that is gone (kill -9, a crash) reads as not live."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = runstore.socket.gethostname()
+    for name, pid in (("alive", os.getpid()), ("killed", dead.pid)):
+        con = runstore.open_for_writing(tmp_path / name)
+        runstore.write_readings(con, [(step, "loss", 1.0 / (step + 1), time.time()) for step in range(5)])
+        runstore.write_meta(con, {"pid": pid, "hostname": host, "heartbeat": time.time()})
+        con.close()
+    assert read_log(tmp_path / "alive").live
+    assert not read_log(tmp_path / "killed").live  # fresh heartbeat, but its process is gone
+
+    con = runstore.open_for_writing(tmp_path / "alive")
+    runstore.write_meta(con, {"finished": time.time()})
+    con.close()
+    assert not read_log(tmp_path / "alive").live

@@ -58,6 +58,7 @@ def read(cand: Candidate, overrides: RoleOverrides) -> Run:
     try:
         readings = runstore.read_readings(path)
         meta = runstore.read_meta(path)
+        live = runstore.run_state(path) == "live"  # a killed run (its writer gone) is not live
     except Exception as exc:  # sqlite3.DatabaseError, a damaged meta value...
         raise AdvisorError(f"{path} is a run store that cannot be read ({type(exc).__name__}: {exc}).") from None
     if not readings:
@@ -72,7 +73,7 @@ def read(cand: Candidate, overrides: RoleOverrides) -> Run:
 
     per_tag = {n: (s.astype(np.float64), v) for n, (s, v) in readings.items()}
     run = build_run(path, "probe", per_tag, overrides, [], meta=meta, role_of=role_of)
-    run.live = rn.META_FINISHED not in meta
+    run.live = live
     run.meta["run_id"] = run_id(path, meta)
     for key in CLIP_KEYS:
         if key in meta and "clip_value" not in run.meta:
