@@ -298,3 +298,31 @@ def test_unreadable_run(snap_compare, make):
 
 def test_wide_layout(snap_compare, make):
     assert snap_compare(make(), terminal_size=(140, 36), run_before=settle)
+
+
+def test_dismissed_listed(snap_compare, make):
+    """x dismisses the first entry, X lists it again (dimmed, "dismissed", restorable)."""
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("x")
+        await still(pilot)
+        await pilot.press("X")
+        await still(pilot)
+        pilot.app.clear_notifications()
+        await still(pilot)
+
+    assert snap_compare(make(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_detail_focused_with_detector_fields(snap_compare, make):
+    """enter: the keys go to the detail pane (its title says so); i shows the detector's fields."""
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("down", "enter", "i")
+        await still(pilot)
+        pilot.app.clear_notifications()
+        await still(pilot)
+
+    assert snap_compare(make(), terminal_size=(120, 40), run_before=run_before)

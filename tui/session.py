@@ -200,9 +200,11 @@ class Session:
                 pass
         progress("looking for symptoms…")
         self.signals = self._detect()
-        self._check_kb()
-        progress("ranking fixes (loading the embedding model)…")
-        self.rerank()
+        if self._kb_is_empty():
+            self.suggestions = []  # nothing to rank against; the detail pane says why
+        else:
+            progress("ranking fixes (loading the embedding model)…")
+            self.rerank()
         self.known = {s.id for s in self.suggestions}
         if self.notes is not None:
             try:
@@ -210,14 +212,15 @@ class Session:
             except Exception:
                 pass
 
-    def _check_kb(self) -> None:
+    def _kb_is_empty(self) -> bool:
         """An empty KB ranks nothing: say why instead of showing "0 suggestions"."""
         try:
             empty = not sum(self.kb.stats().values())
         except Exception:
-            return
+            return False
         if empty and KB_EMPTY not in self.notes_text:
             self.notes_text.append(KB_EMPTY)
+        return empty
 
     def _detect(self) -> list:
         from advisor.analysis import NOT_ENOUGH_DATA, NO_SYMPTOMS, detect_signals
@@ -323,7 +326,8 @@ class Session:
         return next((s for s in self.suggestions if s.id == entry_id), None)
 
     def mark(self, entry_id: str, status: str, note: str | None = None):
-        """Mark a suggestion; keeps the earlier note unless a new one is given."""
+        """Mark a suggestion; keeps the earlier note unless a new one is given. Quick (one SQLite
+        write), so marks keep the order of the keys; `remember` does the slower KB part."""
         if self.notes is None:
             return None
         sug = self.suggestion(entry_id)
@@ -331,7 +335,16 @@ class Session:
         if note is None:
             old = self.notes.get_one(self.key, entry_id)
             note = old.note if old else ""
-        return self.notes.set(self.key, entry_id, status, note=note, signal_kinds=kinds, kb=self.kb.kb.path)
+        return self.notes.set(self.key, entry_id, status, note=note, signal_kinds=kinds)
+
+    def remember(self, note) -> None:
+        """A "helped" mark with a note becomes an entry of the KB's notes source (any other mark takes
+        it back out): advisor.notes.remember_in_kb, on the KB file this session reads. Blocking."""
+        from advisor.notes import remember_in_kb
+
+        path = getattr(self.kb.kb, "path", None)
+        if note is not None and path is not None:
+            remember_in_kb(path, note)
 
     def dismissed(self) -> list:
         """The suggestions the user dismissed on this run (from their KB entries), to show and restore."""

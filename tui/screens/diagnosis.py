@@ -252,11 +252,16 @@ class DiagnosisScreen(Screen):
 
     # ---- re-ranking ---------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="rank")
-    def rerank(self, describe=None, keep_describe: bool = False, keep: str | None = None) -> None:
+    def rerank(self, describe=None, keep_describe: bool = False, remember=None) -> None:
+        """Rank again in a thread; `remember`: a mark whose note the KB should keep first (Session.remember)."""
         worker = get_current_worker()
         s = self.session
         if s is None:
             return
+        try:
+            s.remember(remember)
+        except Exception as exc:  # the mark is saved; only the KB's copy of its note failed
+            self.app.call_from_thread(self.notify, str(exc), title="Note not kept in the KB", severity="warning")
         try:
             with self.session_lock:
                 if keep_describe:
@@ -268,15 +273,14 @@ class DiagnosisScreen(Screen):
                 self.app.call_from_thread(self.notify, str(exc), title="Ranking failed", severity="error")
             return
         if not worker.is_cancelled:
-            self.app.call_from_thread(self._reranked, s, not keep_describe, keep)
+            self.app.call_from_thread(self._reranked, s, not keep_describe)
 
-    def _reranked(self, session: Session, to_top: bool = False, keep: str | None = None) -> None:
+    def _reranked(self, session: Session, to_top: bool = False) -> None:
         if session is not self.session:
             return
         self.status = "ready"
-        if to_top and session.suggestions:
-            keep = session.suggestions[0].id
-        self.refresh_suggestions(keep=keep)
+        top = session.suggestions[0].id if to_top and session.suggestions else None
+        self.refresh_suggestions(keep=top)
         self.generation += 1
 
     # ---- actions ------------------------------------------------------------------------------
@@ -315,10 +319,10 @@ class DiagnosisScreen(Screen):
         if status == "dismissed" and self._is_dismissed(sug.id):
             self.action_clear_mark()  # x on a dismissed entry brings it back
             return
-        self.session.mark(sug.id, status)
+        saved = self.session.mark(sug.id, status)
         self.notify(f"{status}: {sug.title}")
         # every mark can move entries (dismissed: gone; did not help: lowered): rank again, stay on it
-        self.rerank(keep_describe=True)
+        self.rerank(keep_describe=True, remember=saved)
 
     def action_clear_mark(self) -> None:
         sug = self._current()
@@ -357,8 +361,8 @@ class DiagnosisScreen(Screen):
             if result is None or session is not self.session:
                 return
             status, note = result
-            session.mark(sug.id, status, note=note)
-            self.rerank(keep_describe=True)
+            saved = session.mark(sug.id, status, note=note)
+            self.rerank(keep_describe=True, remember=saved)
             self.notify(f"{status}: {sug.title}" + (" (note saved)" if note else ""))
 
         self.app.push_screen(NoteScreen(sug.title, mark.status if mark else None, mark.note if mark else ""), done)

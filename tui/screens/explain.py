@@ -45,7 +45,10 @@ class ExplainScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#explain-body").focus()
+        body = self.query("#explain-body")
+        if not body:  # pushed while the app was quitting: nothing was composed
+            return
+        body.first().focus()
         self.write()
 
     @work(thread=True, exclusive=True, group="explain")

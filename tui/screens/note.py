@@ -25,7 +25,7 @@ class NoteScreen(ModalScreen[tuple[str, str] | None]):
         self.entry_title = title
         self.status = status if status in STATUSES else "tried"
         self.note = note
-        self._closing = False
+        self._answered = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="note-box"):
@@ -49,9 +49,9 @@ class NoteScreen(ModalScreen[tuple[str, str] | None]):
     def _close(self, result) -> None:
         """Dismiss once, and only while this screen is the active one: keys pressed fast (enter
         twice, esc during the push) must not dismiss a screen that is not on top (ScreenStackError)."""
-        if self._closing or not self.is_current:
+        if self._answered or not self.is_current:
             return
-        self._closing = True
+        self._answered = True
         self.dismiss(result)
 
     def action_save(self) -> None:

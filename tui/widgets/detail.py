@@ -110,7 +110,6 @@ class EvidenceView(Vertical):
     EvidenceView.-new { background: $warning 10%; }
     EvidenceView .ev-numbers, EvidenceView .ev-spark { margin-left: 2; }
     EvidenceView .ev-numbers { display: none; }
-    SuggestionDetail.-internals EvidenceView .ev-numbers { display: block; }
     """
 
     def __init__(self, ev, signal=None, series=None, new: bool = False):
@@ -140,7 +139,12 @@ class SuggestionDetail(VerticalScroll):
         yield Markdown("", id="entry-md")
         yield Static("", id="provenance", markup=False)
 
-    FOCUSED_TITLE = "Detail · pgup pgdn scroll · esc: back to the list"
+    _signature = None  # what the seen sentences and plots show now (see show)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._markdown_text: dict[str, str] = {}
+    FOCUSED_TITLE = "Detail (keys here) · esc: back to the list"
 
     def on_mount(self) -> None:
         self.query_one("#seen-title").display = False
@@ -189,26 +193,35 @@ class SuggestionDetail(VerticalScroll):
             head.append("Not marked · t tried · h helped · u no help · x dismiss · n note", style="dim")
         self.query_one("#detail-head", Static).update(head)
 
+        # the same evidence as shown already (a re-rank, a mark): keep the widgets, no flicker
+        signature = (sug.id, tuple(
+            (ev.signal, ev.metric, ev.step, ev.end_step, ev.summary, (ev.signal, ev.metric) in new_evidence,
+             len(run.series[ev.metric]) if run is not None and ev.metric in run.series else -1)
+            for ev in sug.evidence
+        ))
+        rebuild = signature != self._signature
+        self._signature = signature
         seen, plots = [], []
-        for ev in sug.evidence:
+        for ev in sug.evidence if rebuild else ():
             signal = find_signal(signals, ev)
             new = (ev.signal, ev.metric) in new_evidence
             seen.append(Static(seen_text(ev, signal, new), markup=False, classes="ev-text ev-seen"))
             series = run.series.get(ev.metric) if run is not None else None
             plots.append(EvidenceView(ev, signal, series, new))
-        self.query_one("#seen-title").display = bool(seen)
-        self.query_one("#evidence-title").display = bool(plots)
         async with self.batch():
-            for box, children in ((self.query_one("#seen", Vertical), seen), (self.query_one("#evidence", Vertical), plots)):
-                await box.remove_children()
-                if children:
-                    await box.mount_all(children)
+            if rebuild:
+                self.query_one("#seen-title").display = bool(seen)
+                self.query_one("#evidence-title").display = bool(plots)
+                for box, children in ((self.query_one("#seen", Vertical), seen), (self.query_one("#evidence", Vertical), plots)):
+                    await box.remove_children()
+                    if children:
+                        await box.mount_all(children)
             if entry is not None:
                 fix, rest = fix_markdown(entry), entry_markdown(entry, fix=False)
             else:
                 fix, rest = fix_markdown(sug), suggestion_markdown(sug, fix=False)
-            await self.query_one("#fix-md", Markdown).update(fix or "*(the entry lists no steps)*")
-            await self.query_one("#entry-md", Markdown).update(rest)
+            await self._markdown("#fix-md", fix or "*(the entry lists no steps)*")
+            await self._markdown("#entry-md", rest)
             prov = provenance_text(sug.provenance)
             prov.append(f"\n{sug.id}", style="dim")
             if not dismissed:
@@ -217,12 +230,19 @@ class SuggestionDetail(VerticalScroll):
         if not keep_scroll:
             self.scroll_home(animate=False)
 
+    async def _markdown(self, selector: str, text: str) -> None:
+        """Update a Markdown part only when its text changes (its blocks are rebuilt on update)."""
+        if self._markdown_text.get(selector) != text:
+            self._markdown_text[selector] = text
+            await self.query_one(selector, Markdown).update(text)
+
     async def show_message(self, text: str) -> None:
+        self._signature = None
         self.query_one("#detail-head", Static).update(Text(text))
         self.query_one("#seen-title").display = False
         self.query_one("#evidence-title").display = False
         await self.query_one("#seen", Vertical).remove_children()
         await self.query_one("#evidence", Vertical).remove_children()
-        await self.query_one("#fix-md", Markdown).update("")
-        await self.query_one("#entry-md", Markdown).update("")
+        await self._markdown("#fix-md", "")
+        await self._markdown("#entry-md", "")
         self.query_one("#provenance", Static).update("")
