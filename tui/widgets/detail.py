@@ -42,14 +42,15 @@ def _steps(start, end) -> str:
     return f"steps {start:g}–{end:g}"
 
 
-def _where(ev, signal=None) -> str:
-    """steps a–b (epochs c–d)"""
+def _where(ev, signal=None, nested: bool = False) -> str:
+    """steps a–b (epochs c–d); `nested` (already inside parentheses): steps a–b, epochs c–d"""
     out = _steps(ev.step, ev.end_step)
     if signal is not None and signal.start_epoch is not None:
         if signal.end_epoch is not None and signal.end_epoch != signal.start_epoch:
-            out += f" (epochs {signal.start_epoch:g}–{signal.end_epoch:g})"
+            epochs = f"epochs {signal.start_epoch:g}–{signal.end_epoch:g}"
         else:
-            out += f" (epoch {signal.start_epoch:g})"
+            epochs = f"epoch {signal.start_epoch:g}"
+        out += f", {epochs}" if nested else f" ({epochs})"
     return out
 
 
@@ -58,7 +59,7 @@ def seen_text(ev, signal=None, new: bool = False) -> Text:
     t = Text()
     t.append("● ", style=SEVERITY_STYLE.get(ev.severity, ""))
     t.append(ev.summary or f"{ev.signal} in {ev.metric}")
-    where = _where(ev, signal)
+    where = _where(ev, signal, nested=True)
     if where and where not in (ev.summary or ""):
         t.append(f"  ({where})", style="dim")
     if new:
