@@ -282,9 +282,17 @@ def _shipped() -> list[Document]:
 
 
 def _notes_document(entries: list[Entry]) -> Document:
+    """The notes source as one markdown text (what `o` in the TUI and provenance lines show): a section
+    per note, each entry's provenance pointing at its lines."""
     from kb.parse import ParsedDocument
 
-    return Document(ParsedDocument(source=NOTES_SOURCE, file=NOTES_SOURCE, style="notes", title="Your notes", entries=entries), "notes")
+    lines = ["# Your notes", ""]
+    for e in entries:
+        start = len(lines) + 1
+        lines += [f"## {e.title}", "", *e.body.split("\n"), ""]
+        e.provenance = Provenance(file=NOTES_SOURCE, start_line=start, end_line=len(lines) - 1)
+    parsed = ParsedDocument(source=NOTES_SOURCE, file=NOTES_SOURCE, style="notes", title="Your notes", entries=entries)
+    return Document(parsed, "notes", text="\n".join(lines))
 
 
 # ---- build ------------------------------------------------------------------------------------
@@ -372,7 +380,11 @@ def collect_markdown(paths: list[str | Path], report: BuildReport) -> list[Candi
                 found.append(Candidate(f, _key([p.name, *rel.parts]), False, root=p))
     if not found and not report.skipped:
         raise KBError("no markdown files to import")
-    return found
+    unique: dict[Path, Candidate] = {}
+    for c in found:  # a file named alone and inside a folder named too: the folder's key wins
+        if c.path not in unique or (unique[c.path].root is None and c.root is not None):
+            unique[c.path] = c
+    return list(unique.values())
 
 
 def _assign_keys(cands: list[Candidate], existing: dict[str, str]) -> None:
@@ -395,8 +407,7 @@ def _assign_keys(cands: list[Candidate], existing: dict[str, str]) -> None:
             key = f"{base}~{n}"
             n += 1
         c.key = key
-    for c in cands:
-        taken.add(c.key)
+        taken.add(key)
 
 
 def import_paths(kb: KBFile, paths: list[str | Path], encoder: Encoder | None = None) -> BuildReport:
@@ -565,18 +576,9 @@ def forget_note(kb: KBFile, *, run: str, entry_id: str) -> bool:
         con.close()
     kb.close()
     with writer_lock(kb.path, on_wait=kb.on_wait):
-        if kb.check(for_write=True) == "missing":
+        _, notes = _stored_documents(kb.path)
+        kept = [e for e in notes if e.id != eid]
+        if len(kept) == len(notes):
             return False
-        con = _connect(kb.path)
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            con.execute("DELETE FROM embeddings WHERE id = ?", (eid,))
-            n = con.execute("DELETE FROM entries WHERE id = ?", (eid,)).rowcount
-            con.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise KBError(sqlite_message(exc, kb.path)) from exc
-        finally:
-            con.close()
-    return n > 0
+        write_documents(kb.path, [_notes_document(kept)], encoder=None, replace_all=False)
+    return True

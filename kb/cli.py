@@ -123,6 +123,8 @@ def cli(ctx: click.Context, db: str | None) -> None:
 def build(ctx, rebuild: bool, as_json: bool) -> None:
     """Parse the shipped documents and embed what changed."""
     report = _kb(ctx).build(rebuild=rebuild)
+    for warning in report.warnings:
+        click.echo(f"kb: warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:

@@ -165,6 +165,19 @@ def test_playbook_warmup_advice_is_found_for_loss_spikes_during_warmup(kb_copy):
     assert any(i.startswith("README.md/") and "warmup" in i for i in top), top
 
 
+def test_keys_are_unique_within_one_import_and_a_file_named_twice_is_one_source(tmp_path):
+    from kb.build import _assign_keys, collect_markdown
+    from kb.store import BuildReport
+
+    for d in ("a", "b", "c/docs"):
+        (tmp_path / d).mkdir(parents=True)
+        shutil.copy(MMDET_FAQ, tmp_path / d / "README.md")
+    report = BuildReport(db="")
+    cands = collect_markdown([tmp_path / "a" / "README.md", tmp_path / "b" / "README.md", tmp_path / "c", tmp_path / "c" / "docs" / "README.md"], report)
+    _assign_keys(cands, existing={"README.md": "/elsewhere/README.md"})
+    assert [c.key for c in cands] == ["a/README.md", "b/README.md", "c/docs/README.md"]
+
+
 def test_import_errors_are_one_line(kb_copy, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -192,6 +205,9 @@ def test_helped_note_becomes_a_searchable_entry_linked_to_signal_kinds(kb_copy, 
     assert e.source == "notes" and e.title == "Loss becomes NaN (your note)"
     assert e.body.startswith("Halving the peak LR") and e.signal_kinds == sorted(kinds)
     assert kb.entries_for_signal_kinds(["dead_units"]) == []
+    shown = kb.source_text("notes").split("\n")  # what `o` opens: the note at its provenance lines
+    assert shown[e.provenance.start_line - 1] == "## Loss becomes NaN (your note)"
+    assert shown[e.provenance.end_line - 1].startswith("Halving the peak LR")
     assert e.id in [h.entry.id for h in kb.search("halving the peak learning rate with warmup stopped the spikes", k=5)]
     # a rebuild keeps the user's notes
     kb.build(rebuild=True)
