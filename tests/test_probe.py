@@ -177,8 +177,8 @@ def test_outputs_and_gradients_are_bit_identical_with_the_probe(tmp_path, every)
 
 
 def test_a_failing_reading_disables_itself_once_and_training_goes_on(tmp_path, monkeypatch):
+    import advisor.probe.arguments as arguments
     import advisor.probe.metrics as metrics
-    import advisor.probe.probe as probe_module
 
     def broken_logits(logits, targets=None):
         raise RuntimeError("logits reading exploded")
@@ -190,9 +190,7 @@ def test_a_failing_reading_disables_itself_once_and_training_goes_on(tmp_path, m
             raise ValueError("relu reading exploded")
         return real_activation_stats(y, kind, bounds)
 
-    families = dict(probe_module._FAMILIES)
-    families["logits"] = (broken_logits, families["logits"][1])
-    monkeypatch.setattr(probe_module, "_FAMILIES", families)
+    monkeypatch.setitem(arguments.FAMILIES, "logits", (broken_logits, arguments.FAMILIES["logits"][1]))
     monkeypatch.setattr(metrics, "activation_stats", broken_relu)
     with pytest.warns(RuntimeWarning) as caught:
         outputs, _, _ = _train_small(tmp_path / "run", every=1, steps=4)

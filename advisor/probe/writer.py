@@ -16,9 +16,51 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import Tensor
+
 from advisor import runstore
 
 _STOP = object()
+
+
+def host_rows(pending: list[tuple[int, Any, Any, float]]) -> list[tuple[int, str, float, float]]:
+    """Queued (step, name, value, time) values as rows of plain numbers: one device-to-host copy per device.
+
+    A queued name may be a tuple of names with a 1-D tensor of one value per name.
+    """
+    tensor_at: list[int] = []
+    for i, row in enumerate(pending):
+        kind = type(row[2])
+        if kind is not float and kind is not int:
+            if isinstance(row[2], Tensor):
+                tensor_at.append(i)
+            else:  # numpy and other numbers: plain floats for SQLite
+                pending[i] = (row[0], row[1], float(row[2]), row[3])
+    if not tensor_at:
+        return pending
+    by_device: dict[torch.device, list[int]] = {}
+    for i in tensor_at:
+        by_device.setdefault(pending[i][2].device, []).append(i)
+    host: dict[int, list[float]] = {}
+    for indices in by_device.values():
+        # cat() promotes mixed dtypes; one copy to the host per device.
+        flat = torch.cat([pending[i][2].reshape(-1) for i in indices]).double().cpu().tolist()
+        offset = 0
+        for i in indices:
+            size = pending[i][2].numel()
+            host[i] = flat[offset : offset + size]
+            offset += size
+    rows = []
+    for i, (k, name, value, t) in enumerate(pending):
+        values = host.get(i)
+        if values is None:
+            rows.append((k, name, value, t))
+        elif isinstance(name, tuple):
+            rows.extend((k, n, v, t) for n, v in zip(name, values))
+        else:
+            rows.append((k, name, values[0], t))
+    return rows
 
 
 class StoreWriter:
