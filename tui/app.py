@@ -145,8 +145,8 @@ class AdvisorApp(App):
             recent = []
 
         def done(path: str | None) -> None:
-            if path:
-                self.open_target(path)
+            if path:  # after the Runs screen is off the stack, not while it is being popped
+                self.call_later(self.open_target, path)
 
         session = self.main.session
         self.push_screen(RunsScreen(recent, current=session.key if session is not None else None), done)
