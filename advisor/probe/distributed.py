@@ -13,6 +13,7 @@ import math
 import torch
 from torch import Tensor
 
+from advisor.probe.arguments import Source, source_shape
 from advisor.probe.metrics import PADDABLE, reduce_op
 
 
@@ -108,3 +109,16 @@ def reduce_stats(stats: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]
         dist.all_gather(gathered, padded)
         out[k] = torch.cat(gathered)
     return out, dropped
+
+
+def reduce_sources(sources: dict[str, Source], embedding_names: tuple[str, ...]) -> tuple[dict[str, Source], set[str]]:
+    """Every source's statistics reduced over the ranks, and the keys of sources some rank could not
+    reduce (their shapes differ between ranks). A source only another rank had is rebuilt from its key."""
+    flat = {f"{key}|{stat}": t for key, (_, _, stats) in sources.items() for stat, t in stats.items()}
+    reduced, dropped = reduce_stats(flat)
+    regrouped: dict[str, Source] = {}
+    for flat_key, value in reduced.items():
+        key, _, stat = flat_key.rpartition("|")
+        family, prefix, _ = sources.get(key) or source_shape(key, embedding_names)
+        regrouped.setdefault(key, (family, prefix, {}))[2][stat] = value
+    return regrouped, {d.rpartition("|")[0] for d in dropped}

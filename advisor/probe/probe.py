@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from advisor import reading_names as rn
 from advisor.probe import arguments, metrics
 from advisor.probe.arguments import CONTROL, Source, is_scalar
-from advisor.probe.distributed import rank_and_world, reduce_stats
+from advisor.probe.distributed import rank_and_world, reduce_sources, reduce_stats
 from advisor.probe.guard import Guard
 from advisor.probe.hardware import HardwareReader
 from advisor.probe.hooks import ActivationRecorder
@@ -35,9 +35,7 @@ from advisor.probe.modules import first_parameter, is_compiled, unwrap, wrapper_
 from advisor.probe.parameters import ParameterReader
 from advisor.probe.profile import RunProfile, start_meta
 from advisor.probe.timing import OverheadBudget, StepTimes
-from advisor.probe.writer import StoreWriter, host_rows
-
-_MAX_PENDING = 4096  # queued values that trigger a flush before flush_seconds is up
+from advisor.probe.writer import MAX_PENDING, ReadingQueue, StoreWriter
 
 
 @contextlib.contextmanager
@@ -116,16 +114,15 @@ class Probe:
         self._last_step: int | None = None
         self._last_sampled: int | None = None
         self._force_next = False
-        self._pending: list[tuple[int, str, Any, float]] = []
         self._staged: dict[str, Source] = {}
         self._staged_scalars: dict[str, Any] = {}
         self._steps = 0
         self._sampled_steps = 0
-        self._last_flush = time.monotonic()
         self._times = StepTimes()
         self._writer = StoreWriter(self.run) if self.rank == 0 else None
         self._guard = Guard(self._writer, self.rank, lambda: self._next_step)
         self._profile = RunProfile(self._writer)
+        self._queue = ReadingQueue(self._writer, flush_seconds, self._guard.cost)
         compiled = model is not None and is_compiled(model)
         self._params = ParameterReader(model) if model is not None and (gradients or weights) else None
         self._gradients, self._weights = gradients, weights
@@ -201,7 +198,7 @@ class Probe:
             if tensors and (self._is_sampled(k) or k == self._last_sampled):
                 with _plain_math():
                     self._read_sampled(k, now, self._tensor_sources(tensors, None), model_readings=False)
-            self._maybe_flush()
+            self._queue.maybe_flush()
         except Exception as exc:
             self._break(exc)
 
@@ -259,7 +256,7 @@ class Probe:
         if self._closed:
             return
         try:
-            self._flush()
+            self._queue.flush()
             if self._writer is not None:
                 self._writer.flush()
         except Exception as exc:
@@ -280,7 +277,7 @@ class Probe:
             if self._params is not None:
                 self._params.drop_snapshot()
             if not self._broken:
-                self._flush()
+                self._queue.flush()
             if self._hardware is not None:
                 self._hardware.close()
         except Exception as exc:
@@ -354,12 +351,12 @@ class Probe:
             result = self._guard.timed("updates", lambda: self._guard.guarded("updates", lambda: params.update_readings(sampled)))
             if result is not None:
                 snap_step, readings = result
-                self._queue_readings(snap_step, now, readings)
+                self._queue.add(snap_step, now, readings)
 
         scalars, tensors = self._split(named)
         if self.rank == 0:
             self._guard.timed("scalars", lambda: self._record_scalars(k, now, scalars))
-            self._guard.guarded("time", lambda: self._queue_readings(k, now, self._times.readings(wall, sampled, step_time, data_time)))
+            self._guard.guarded("time", lambda: self._queue.add(k, now, self._times.readings(wall, sampled, step_time, data_time)))
 
         self._steps += 1
         if sampled:
@@ -377,7 +374,7 @@ class Probe:
 
         self._last_step = k
         self._next_step = k + 1
-        self._maybe_flush()
+        self._queue.maybe_flush()
         self._account(wall, sampled)
         if self._acts is not None:
             self._acts.set_armed(self.will_sample)
@@ -394,7 +391,7 @@ class Probe:
         k = self._next_step
         if self._writer is not None:
             now = time.time()
-            pending = self._pending
+            pending = self._queue.rows
             start = len(pending)
             for name, value in named.items():
                 cls = type(value)
@@ -424,8 +421,9 @@ class Probe:
             self._account(entered, False)
         if self._planned and self._acts is not None:
             self._acts.set_armed(True)
-        if len(self._pending) >= _MAX_PENDING or time.monotonic() - self._last_flush >= self.flush_seconds:
-            self._flush()
+        queue = self._queue
+        if len(queue.rows) >= MAX_PENDING or time.monotonic() - queue.last_flush >= queue.flush_seconds:
+            queue.flush()
         return True
 
     def _read_sampled(self, k: int, now: float, sources: dict[str, Source], model_readings: bool) -> None:
@@ -453,18 +451,18 @@ class Probe:
             result = self._guard.timed("gradients", lambda: self._guard.guarded("gradients", params.gradient_readings))
             if result is not None:
                 readings, grad_norms = result
-                self._queue_readings(k, now, readings)
+                self._queue.add(k, now, readings)
         if params is not None and self._weights:
             readings = self._guard.timed("weights", lambda: self._guard.guarded("weights", params.weight_readings))
             if readings:
-                self._queue_readings(k, now, readings)
+                self._queue.add(k, now, readings)
             if "updates" not in self._guard.disabled:
                 self._guard.timed("updates", lambda: self._guard.guarded("updates", lambda: params.take_snapshot(k, grad_norms)))
         if self._hardware is not None:
             device = self._device()
             readings = self._guard.timed("hardware", lambda: self._guard.guarded("hardware", lambda: self._hardware.read(device)))
             if readings:
-                self._queue_readings(k, now, readings)
+                self._queue.add(k, now, readings)
             if self._hardware.note:
                 self._guard.note_once("hardware_note", k, "hardware", self._hardware.note)
 
@@ -487,7 +485,7 @@ class Probe:
                     value = value.detach()
             else:
                 value = float(value)
-            self._pending.append((k, name, value, now))
+            self._queue.rows.append((k, name, value, now))
 
     def _read_scaler(self, k: int, now: float, scaler: Any, sampled: bool) -> None:
         """A torch.amp.GradScaler: its scale on sampled steps (a falling scale means overflowing steps)."""
@@ -497,7 +495,7 @@ class Probe:
             return
         value = self._guard.guarded("amp", lambda: arguments.scaler_scale(scaler))
         if value is not None:
-            self._pending.append((k, rn.AMP_LOSS_SCALE, value, now))
+            self._queue.rows.append((k, rn.AMP_LOSS_SCALE, value, now))
 
     def _tensor_sources(
         self, tensors: dict[str, Any], codebook_size: int | None, mergeable: bool = False
@@ -522,17 +520,9 @@ class Probe:
 
     def _finalize(self, k: int, now: float, sources: dict[str, Source]) -> None:
         if self.world_size > 1:
-            started = time.perf_counter()
-            flat = {f"{key}|{stat}": t for key, (_, _, stats) in sources.items() for stat, t in stats.items()}
-            reduced, dropped = reduce_stats(flat)
-            self._guard.cost("distributed", time.perf_counter() - started)
-            regrouped: dict[str, Source] = {}
-            for flat_key, value in reduced.items():
-                key, _, stat = flat_key.rpartition("|")
-                family, prefix, _ = sources.get(key) or arguments.source_shape(key, self.embedding_names)
-                regrouped.setdefault(key, (family, prefix, {}))[2][stat] = value
+            regrouped, dropped = self._guard.timed("distributed", lambda: reduce_sources(sources, self.embedding_names))
             if self.rank == 0:
-                for key in {d.rpartition("|")[0] for d in dropped}:
+                for key in dropped:
                     if key not in regrouped:
                         self._guard.note_once(f"dist/{key}", k, key, "not reduced across ranks: the ranks disagree on its shape")
             sources = regrouped
@@ -542,27 +532,7 @@ class Probe:
             read = arguments.FAMILIES[family][1]
             readings = self._guard.timed(family, lambda: self._guard.guarded(key, lambda: read(stats)))
             if readings:
-                self._queue_readings(k, now, {(f"{prefix}/{s}" if s else prefix): v for s, v in readings.items()})
-
-    def _queue_readings(self, k: int, now: float, readings: dict[str, Any]) -> None:
-        for name, value in readings.items():
-            self._pending.append((k, name, value, now))
-
-    def _maybe_flush(self) -> None:
-        # Batches, not steps: one host transfer and one transaction per batch keeps every=1 cheap.
-        if len(self._pending) >= _MAX_PENDING or time.monotonic() - self._last_flush >= self.flush_seconds:
-            self._flush()
-
-    def _flush(self) -> None:
-        """Turn queued values into rows (one device-to-host copy per device) and hand them to the writer."""
-        self._last_flush = time.monotonic()
-        pending, self._pending = self._pending, []
-        if not pending or self._writer is None:
-            return
-        started = time.perf_counter()
-        rows = host_rows(pending)
-        self._guard.cost("transfer", time.perf_counter() - started)
-        self._writer.readings(rows)
+                self._queue.add(k, now, {(f"{prefix}/{s}" if s else prefix): v for s, v in readings.items()})
 
     # ------------------------------------------------------------------ failure handling and bookkeeping
 
@@ -578,8 +548,8 @@ class Probe:
                 self._acts.close()
             if self._params is not None:
                 self._params.drop_snapshot()
-            self._pending = [p for p in self._pending if not isinstance(p[2], Tensor)]
-            self._flush()
+            self._queue.drop_tensors()
+            self._queue.flush()
         except Exception:
             pass
 

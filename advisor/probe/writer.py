@@ -12,9 +12,10 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
+import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -22,6 +23,7 @@ from torch import Tensor
 from advisor import runstore
 
 _STOP = object()
+MAX_PENDING = 4096  # queued values that trigger a flush before flush_seconds is up
 
 
 def host_rows(pending: list[tuple[int, Any, Any, float]]) -> list[tuple[int, str, float, float]]:
@@ -61,6 +63,42 @@ def host_rows(pending: list[tuple[int, Any, Any, float]]) -> list[tuple[int, str
         else:
             rows.append((k, name, values[0], t))
     return rows
+
+
+class ReadingQueue:
+    """Readings on their way to the store: (step, name, value, time) rows whose value may still be a
+    device tensor. Handed to the writer in batches, not steps (every `flush_seconds` or MAX_PENDING
+    values): one host transfer and one transaction per batch keeps every=1 cheap."""
+
+    def __init__(self, writer: "StoreWriter | None", flush_seconds: float, cost: Callable[[str, float], None]) -> None:
+        self.writer = writer
+        self.flush_seconds = flush_seconds
+        self.rows: list[tuple[int, Any, Any, float]] = []
+        self.last_flush = time.monotonic()
+        self._cost = cost
+
+    def add(self, step: int, now: float, readings: dict[str, Any]) -> None:
+        for name, value in readings.items():
+            self.rows.append((step, name, value, now))
+
+    def maybe_flush(self) -> None:
+        if len(self.rows) >= MAX_PENDING or time.monotonic() - self.last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Turn queued values into rows (one device-to-host copy per device) and hand them to the writer."""
+        self.last_flush = time.monotonic()
+        pending, self.rows = self.rows, []
+        if not pending or self.writer is None:
+            return
+        started = time.perf_counter()
+        rows = host_rows(pending)
+        self._cost("transfer", time.perf_counter() - started)
+        self.writer.readings(rows)
+
+    def drop_tensors(self) -> None:
+        """Forget queued device values (after an internal error: reading them might fail again)."""
+        self.rows = [row for row in self.rows if not isinstance(row[2], Tensor)]
 
 
 class StoreWriter:
