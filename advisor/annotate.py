@@ -14,6 +14,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from advisor.models import SEVERITY_ORDER, AdvisorError, Annotation, AnnotationReport, Run, SeriesSummary, Signal, SuggestionRef
+from advisor.numbers import format_number
+from advisor.sparkline import spark
 from kb import KnowledgeBase
 
 SUGGESTIONS_PER_ANNOTATION = 3
@@ -227,45 +229,12 @@ def write_annotated(run: Run, result: AnnotationReport, out: str | Path) -> int:
 
 # ---- human output -------------------------------------------------------------------------
 
-SPARK = "▁▂▃▄▅▆▇█"
+SPARK_WIDTH = 48
 
 
-def sparkline(values: np.ndarray, width: int = 48, window: tuple[int, int] | None = None) -> str:
-    """A one-line sparkline; points inside `window` (indices) are marked with a line underneath."""
-    values = np.asarray(values, dtype=float)
-    if len(values) == 0:
-        return ""
-    idx = np.linspace(0, len(values) - 1, num=min(width, len(values))).round().astype(int)
-    picked = values[idx]
-    finite = picked[np.isfinite(picked)]
-    lo, hi = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
-    chars = []
-    for v in picked:
-        if not np.isfinite(v):
-            chars.append("×")
-        elif hi == lo:
-            chars.append(SPARK[3])
-        else:  # halves, so that a range of ±1e308 does not overflow
-            chars.append(SPARK[min(int((v / 2 - lo / 2) / (hi / 2 - lo / 2) * (len(SPARK) - 1)), len(SPARK) - 1)])
-    line = "".join(chars)
-    if window is None:
-        return line
-    marked = [window[0] <= i <= window[1] for i in idx]
-    if not any(marked):  # a window narrower than one character still gets a mark
-        marked[int(np.argmin(np.abs(idx - window[0])))] = True
-    return line + "\n" + "".join("‾" if m else " " for m in marked)
-
-
-def window_indices(steps: np.ndarray, start: float, end: float) -> tuple[int, int]:
-    lo = int(np.searchsorted(steps, start, side="left"))
-    hi = int(np.searchsorted(steps, end, side="right")) - 1
-    return max(lo, 0), max(hi, lo)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+def sparkline(steps, values, width: int = SPARK_WIDTH, window: tuple[float, float] | None = None) -> str:
+    """The shared sparkline (advisor.sparkline) as two lines of text: the curve and the window's ruler."""
+    return spark(steps, values, width=width, window=window).text()
 
 
 def render_text(run: Run, result: AnnotationReport) -> str:
@@ -273,14 +242,13 @@ def render_text(run: Run, result: AnnotationReport) -> str:
     for note in result.skipped + result.notes:
         lines.append(f"  note: {note}")
     for a in result.annotations:
-        epochs = f", epochs {_fmt(a.start_epoch)}-{_fmt(a.end_epoch)}" if a.start_epoch is not None else ""
+        epochs = f", epochs {format_number(a.start_epoch)}-{format_number(a.end_epoch)}" if a.start_epoch is not None else ""
         lines.append("")
-        lines.append(f"[{a.severity.upper()}] {a.signal} in {a.metric} ({result.axis} {_fmt(a.start)}-{_fmt(a.end)}{epochs})")
+        lines.append(f"[{a.severity.upper()}] {a.signal} in {a.metric} ({result.axis} {format_number(a.start)}-{format_number(a.end)}{epochs})")
         lines.append(f"  {a.summary}")
         series = run.series.get(a.metric)
         if series is not None and len(series) > 1:
-            spark = sparkline(series.values, window=window_indices(series.steps, a.start, a.end))
-            lines.extend("  " + part for part in spark.split("\n"))
+            lines.extend("  " + part for part in sparkline(series.steps, series.values, window=(a.start, a.end)).split("\n"))
         for s in a.suggestions:
             lines.append(f"  -> {s.title} [{s.id}] {s.score:.2f}")
     return "\n".join(lines)
@@ -293,19 +261,19 @@ def render_markdown(run: Run, result: AnnotationReport) -> str:
     for a in result.annotations:
         out.append(f"## {a.severity.upper()}: {a.signal} in `{a.metric}`")
         out.append("")
-        out.append(f"{result.axis} {_fmt(a.start)}–{_fmt(a.end)}" + (f" (epochs {_fmt(a.start_epoch)}–{_fmt(a.end_epoch)})" if a.start_epoch is not None else ""))
+        out.append(f"{result.axis} {format_number(a.start)}–{format_number(a.end)}" + (f" (epochs {format_number(a.start_epoch)}–{format_number(a.end_epoch)})" if a.start_epoch is not None else ""))
         out.append("")
         out.append(a.summary)
         out.append("")
         if a.evidence:
             out.append("| evidence | value |")
             out.append("|---|---|")
-            out.extend(f"| {k} | {_fmt(v)} |" for k, v in a.evidence.items())
+            out.extend(f"| {k} | {format_number(v)} |" for k, v in a.evidence.items())
             out.append("")
         series = run.series.get(a.metric)
         if series is not None and len(series) > 1:
             out.append("```")
-            out.append(sparkline(series.values, window=window_indices(series.steps, a.start, a.end)))
+            out.append(sparkline(series.steps, series.values, window=(a.start, a.end)))
             out.append("```")
             out.append("")
         for s in a.suggestions:

@@ -1,8 +1,8 @@
 """How a number is written for a person: one formatter, so an explanation's checker can hold the text
 to the evidence digit for digit (it compares what the prompt shows with what the answer quotes).
 
-Other formatters still to migrate here: advisor/annotate.py `_fmt`, advisor/detectors/base.py `fmt`,
-tui/widgets/spark.py `_fmt`, the `:g` step formats in tui/widgets/detail.py and advisor/cli.py.
+Signal summaries keep their own wording (advisor/detectors/base.py `fmt`: "n/a" for a missing value);
+everything a person reads beside them goes through `format_number`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ import math
 SIGNIFICANT_DIGITS = 4
 
 
-def format_number(x: float | int | bool | None) -> str:
-    """Integers plain (1200, not 1200.0), others to 4 significant digits; NaN / Inf / -Inf as words; None as ''."""
+def format_number(x: float | int | bool | str | None) -> str:
+    """Integers plain (1200, not 1200.0), others to 4 significant digits; NaN / Inf / -Inf as words;
+    None as ''; text (a role, a layer name among a signal's numbers) as it is."""
     if x is None:
         return ""
+    if isinstance(x, str):
+        return x
     if isinstance(x, bool):
         return str(x).lower()
     if isinstance(x, int):

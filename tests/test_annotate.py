@@ -91,10 +91,15 @@ def test_diagnose_demo_ranks_the_analysis_fixes(kb):
 
 
 def test_sparkline_marks_the_window():
-    line, marks = sparkline([1, 2, 3, 4, 5, 4, 3, 2, 1], width=9, window=(2, 4)).split("\n")
-    assert line == "▁▂▄▆█▆▄▂▁"
-    assert marks == "  ‾‾‾    "
-    assert sparkline([1.0, float("nan"), 2.0]) == "▁×█"
+    """The text sparkline is the TUI's (advisor.sparkline): columns by step, the window bracketed on the
+    ruler with the first and last step at its ends, × for a non-finite point."""
+    line, ruler = sparkline(list(range(9)), [1, 2, 3, 4, 5, 4, 3, 2, 1], width=9, window=(2, 4)).split("\n")
+    assert line == "▁▃▅▆█▆▅▃▁"
+    assert ruler == "0 └─┘   8"
+    line, ruler = sparkline([0, 1, 2], [1.0, float("nan"), 2.0], width=9).split("\n")
+    assert line == "▁▁▁▁×▁▁▁█" and ruler.startswith("0") and ruler.endswith("2")
+    line, _ = sparkline([0, 1, 2], [-1e308, 1e308, float("inf")], width=8).split("\n")
+    assert line[0] == "▁" and "█" in line and line[-1] == "×"
 
 
 def advisor_cli(*args, env_extra, stdin=None):
@@ -122,7 +127,7 @@ def test_cli_annotate_outputs(cli_env, tmp_path):
     assert min(r["step"] for r in growth_rows) == 950
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     text = advisor_cli("annotate", DEMO, env_extra=cli_env)
-    assert "component_growth" in text.stdout and "▁" in text.stdout and "‾" in text.stdout
+    assert "component_growth" in text.stdout and "▁" in text.stdout and "└" in text.stdout
     md = advisor_cli("annotate", DEMO, "--markdown", env_extra=cli_env)
     assert md.stdout.startswith("# Annotations") and "| evidence | value |" in md.stdout
 
