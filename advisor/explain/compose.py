@@ -35,16 +35,12 @@ MATCHED_BY_PHRASES: dict[str, str] = {
 }
 
 
-def _num(x) -> str:
-    return x if isinstance(x, str) else format_number(x)
-
-
 def _where(s: GroundedSignal) -> str:
-    steps = (f"step {_num(s.start_step)}" if s.start_step == s.end_step
-             else f"steps {_num(s.start_step)} to {_num(s.end_step)}")
+    steps = (f"step {format_number(s.start_step)}" if s.start_step == s.end_step
+             else f"steps {format_number(s.start_step)} to {format_number(s.end_step)}")
     if s.start_epoch is not None and s.end_epoch is not None:
-        steps += (f", epoch {_num(s.start_epoch)}" if s.start_epoch == s.end_epoch
-                  else f", epochs {_num(s.start_epoch)} to {_num(s.end_epoch)}")
+        steps += (f", epoch {format_number(s.start_epoch)}" if s.start_epoch == s.end_epoch
+                  else f", epochs {format_number(s.start_epoch)} to {format_number(s.end_epoch)}")
     return steps
 
 
@@ -54,9 +50,9 @@ def signal_sentence(s: GroundedSignal) -> str:
         return f"{s.summary.rstrip('.')} ({s.metric}, {_where(s)})."
     measured = []
     if s.value is not None:
-        measured.append(f"value {_num(s.value)}")
+        measured.append(f"value {format_number(s.value)}")
     if s.threshold is not None:
-        measured.append(f"threshold {_num(s.threshold)}")
+        measured.append(f"threshold {format_number(s.threshold)}")
     tail = f": {', '.join(measured)}" if measured else ""
     return f"{s.kind.replace('_', ' ')} on {s.metric} at {_where(s)}{tail}."
 

@@ -31,22 +31,18 @@ def how_to_tell_table() -> tuple[dict[str, HowToTell], str]:
     return kinds, data["fallback"]
 
 
-def _num(x) -> str:
-    return x if isinstance(x, str) else format_number(x)
-
-
 def _was(s: GroundedSignal, value_is: str) -> str:
     """' (it was V; the threshold is T)' with whichever of the two the signal has."""
     parts = []
     if s.value is not None:
-        parts.append(f"{value_is} {_num(s.value)}")
+        parts.append(f"{value_is} {format_number(s.value)}")
     if s.threshold is not None:
-        parts.append(f"the threshold is {_num(s.threshold)}")
+        parts.append(f"the threshold is {format_number(s.threshold)}")
     return f" ({'; '.join(parts)})" if parts else ""
 
 
 def how_to_tell(s: GroundedSignal) -> str:
     kinds, fallback = how_to_tell_table()
     row = kinds.get(s.kind) or HowToTell(fallback)
-    return row.text.format(kind=s.kind, metric=s.metric, start=_num(s.start_step), end=_num(s.end_step),
+    return row.text.format(kind=s.kind, metric=s.metric, start=format_number(s.start_step), end=format_number(s.end_step),
                            was=_was(s, row.value_is))
