@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from advisor.models import AdvisorError, Run, Series
+from advisor.numbers import format_number
 from advisor.roles import RoleGuess, RoleOverrides, assign_roles
 
 KNOWN_FORMATS = ("CSV, JSON Lines, TensorBoard event files, trainer_state.json, a probe run store, "
@@ -159,10 +160,6 @@ def last_per_step(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np
     s, v = steps[order], values[order]
     last = np.r_[s[1:] != s[:-1], True]
     return s[last], v[last], int((~last).sum())
-
-
-def fmt_step(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 # ---- the builder ----------------------------------------------------------------------------------
@@ -309,7 +306,7 @@ def table_to_run(path: Path | str, table: Table, overrides: RoleOverrides, fmt: 
     else:
         for before, after, dropped in resumes:
             if dropped:
-                notes.append(f"The {axis_name} goes back from {fmt_step(before)} to {fmt_step(after)} (a resumed run); "
+                notes.append(f"The {axis_name} goes back from {format_number(before)} to {format_number(after)} (a resumed run); "
                              f"kept the later rows and dropped {dropped} earlier row(s) they overlap.")
 
     epoch_map = None
