@@ -209,12 +209,12 @@ def test_a_failing_reading_disables_itself_once_and_training_goes_on(tmp_path, m
 
 
 def test_an_internal_error_stops_the_probe_not_the_training(tmp_path, monkeypatch):
-    import advisor.probe.probe as probe_module
+    import advisor.probe.sampled as sampled
 
     def explode(self, *args, **kwargs):
         raise RuntimeError("store machinery broke")
 
-    monkeypatch.setattr(probe_module.Probe, "_finalize", explode)
+    monkeypatch.setattr(sampled.SampledReader, "finalize", explode)
     with pytest.warns(RuntimeWarning, match="probe stopped"):
         outputs, _, _ = _train_small(tmp_path / "run", every=2, steps=4)
     assert len(outputs) == 4

@@ -2,6 +2,11 @@
 
 Readings are small pure functions in `advisor.probe.metrics`; the run store is `advisor.runstore`.
 Lightning and Hugging Face callbacks live in `advisor.probe.integrations` (imported only on use).
+`probe` decides when to read (the grid, the overhead budget in `timing`, the short path of ordinary
+steps); `arguments` says how step() arguments are read, `sampled` reads a sampled step (tensor
+statistics, activations from `hooks`, parameters from `parameters`, `hardware`), `distributed` and
+`sharding` reduce over ranks, `guard` turns failures into disabled readings, `profile` writes the
+run's meta, `writer` queues readings and writes the store from a background thread.
 
 Reading names written to the store, declared once in `advisor.reading_names` (layers are qualified
 module names without `_orig_mod.` / `module.` wrapper prefixes; scalars every step, everything else

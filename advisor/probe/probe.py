@@ -13,40 +13,28 @@ the probe adds no synchronisation to ordinary steps: one device-to-host copy per
 from __future__ import annotations
 
 import atexit
-import contextlib
 import functools
 import time
 import traceback
 import weakref
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
-import torch
 from torch import Tensor, nn
 
 from advisor import reading_names as rn
 from advisor.probe import arguments, metrics
 from advisor.probe.arguments import CONTROL, Source, is_scalar
-from advisor.probe.distributed import rank_and_world, reduce_sources, reduce_stats
+from advisor.probe.distributed import rank_and_world, reduce_stats
 from advisor.probe.guard import Guard
 from advisor.probe.hardware import HardwareReader
 from advisor.probe.hooks import ActivationRecorder
-from advisor.probe.modules import first_parameter, is_compiled, unwrap, wrapper_kind
+from advisor.probe.modules import is_compiled, unwrap, wrapper_kind
 from advisor.probe.parameters import ParameterReader
 from advisor.probe.profile import RunProfile, start_meta
+from advisor.probe.sampled import SampledReader, plain_math
 from advisor.probe.timing import OverheadBudget, StepTimes
 from advisor.probe.writer import MAX_PENDING, ReadingQueue, StoreWriter
-
-
-@contextlib.contextmanager
-def _plain_math() -> Iterator[None]:
-    """No autograd, no autocast: step() may be called inside an autocast region, the maths stays float32/64."""
-    with torch.no_grad(), torch.autocast("cpu", enabled=False):
-        if torch.cuda.is_available():
-            with torch.autocast("cuda", enabled=False):
-                yield
-        else:
-            yield
 
 
 def _close_at_exit(ref: "weakref.ref[Probe]") -> None:
@@ -125,13 +113,16 @@ class Probe:
         self._queue = ReadingQueue(self._writer, flush_seconds, self._guard.cost)
         compiled = model is not None and is_compiled(model)
         self._params = ParameterReader(model) if model is not None and (gradients or weights) else None
-        self._gradients, self._weights = gradients, weights
         self._acts = (
             ActivationRecorder(model, self._guard.disable, activation_layers, permanent=compiled)
             if model is not None and activations
             else None
         )
         self._hardware = HardwareReader() if hardware and self.rank == 0 else None
+        self._reader = SampledReader(
+            self._guard, self._queue, self._profile, params=self._params, acts=self._acts, hardware=self._hardware,
+            gradients=gradients, weights=weights, root=self._root, embedding_names=self.embedding_names,
+            codebook_size=codebook_size, rank=self.rank, world_size=self.world_size)
         # The cost budget (max_overhead): credit earned by training time, spent by the probe's own.
         self.max_overhead = max_overhead if self.world_size == 1 else None
         self._budget = OverheadBudget(self.max_overhead) if self.max_overhead is not None else None
@@ -196,8 +187,8 @@ class Probe:
             scalars, tensors = self._split(named)
             self._record_scalars(k, now, scalars)
             if tensors and (self._is_sampled(k) or k == self._last_sampled):
-                with _plain_math():
-                    self._read_sampled(k, now, self._tensor_sources(tensors, None), model_readings=False)
+                with plain_math():
+                    self._reader.read(k, now, self._reader.tensor_sources(tensors, None), model_readings=False)
             self._queue.maybe_flush()
         except Exception as exc:
             self._break(exc)
@@ -216,8 +207,8 @@ class Probe:
             self._staged_scalars.update(scalars)
             self._fast = False
             if tensors and self.will_sample:
-                with _plain_math():
-                    sources = self._tensor_sources(tensors, None, mergeable=True)
+                with plain_math():
+                    sources = self._reader.tensor_sources(tensors, None, mergeable=True)
                 for key, source in sources.items():
                     prev = self._staged.get(key)
                     self._staged[key] = source if prev is None else (prev[0], prev[1], metrics.merge_stats(prev[2], source[2]))
@@ -347,11 +338,7 @@ class Probe:
 
         # The optimizer has stepped since the last sampled step's snapshot: read that update first.
         if self._params is not None and self._params.has_snapshot():
-            params = self._params
-            result = self._guard.timed("updates", lambda: self._guard.guarded("updates", lambda: params.update_readings(sampled)))
-            if result is not None:
-                snap_step, readings = result
-                self._queue.add(snap_step, now, readings)
+            self._reader.update(sampled, now)
 
         scalars, tensors = self._split(named)
         if self.rank == 0:
@@ -364,9 +351,9 @@ class Probe:
             self._last_sampled = k
             sources = dict(self._staged)
             self._staged = {}
-            with _plain_math():  # only sampled steps pay for entering it
-                sources.update(self._tensor_sources(tensors, codebook_size))
-                self._read_sampled(k, now, sources, model_readings=True)
+            with plain_math():  # only sampled steps pay for entering it
+                sources.update(self._reader.tensor_sources(tensors, codebook_size))
+                self._reader.read(k, now, sources, model_readings=True)
         else:
             self._staged = {}
             if self._acts is not None and self._acts.armed:
@@ -426,46 +413,6 @@ class Probe:
             queue.flush()
         return True
 
-    def _read_sampled(self, k: int, now: float, sources: dict[str, Source], model_readings: bool) -> None:
-        if model_readings and self._acts is not None:
-            fired = self._acts.calls
-            captured = self._acts.take()
-            if self._acts.autocast_dtype and not self._profile.amp["autocast_dtype"]:
-                self._profile.note_amp(autocast_dtype=self._acts.autocast_dtype)
-            for layer, stats in captured.items():
-                sources[f"act/{layer}"] = ("activation", f"act/{layer}", stats)
-            if not fired and self._acts.armed and self._acts.layers:
-                self._guard.note_once("no_activations", k, "activations", "activation hooks saw no training forward pass since the "
-                            "last step (a model compiled before the probe was attached, or a forward without grad)")
-        self._finalize(k, now, sources)
-        # FSDP2 shards: every rank reads its part and the sums meet in a collective (rank 0 writes).
-        if model_readings and (self.rank == 0 or (self._params is not None and self._params.sharded)):
-            self._model_readings(k, now)
-
-    def _model_readings(self, k: int, now: float) -> None:
-        params = self._params
-        grad_norms = None
-        if params is not None:
-            params.refresh()
-        if params is not None and self._gradients:
-            result = self._guard.timed("gradients", lambda: self._guard.guarded("gradients", params.gradient_readings))
-            if result is not None:
-                readings, grad_norms = result
-                self._queue.add(k, now, readings)
-        if params is not None and self._weights:
-            readings = self._guard.timed("weights", lambda: self._guard.guarded("weights", params.weight_readings))
-            if readings:
-                self._queue.add(k, now, readings)
-            if "updates" not in self._guard.disabled:
-                self._guard.timed("updates", lambda: self._guard.guarded("updates", lambda: params.take_snapshot(k, grad_norms)))
-        if self._hardware is not None:
-            device = self._device()
-            readings = self._guard.timed("hardware", lambda: self._guard.guarded("hardware", lambda: self._hardware.read(device)))
-            if readings:
-                self._queue.add(k, now, readings)
-            if self._hardware.note:
-                self._guard.note_once("hardware_note", k, "hardware", self._hardware.note)
-
     # ------------------------------------------------------------------ inputs
 
     def _split(self, named: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -497,43 +444,6 @@ class Probe:
         if value is not None:
             self._queue.rows.append((k, rn.AMP_LOSS_SCALE, value, now))
 
-    def _tensor_sources(
-        self, tensors: dict[str, Any], codebook_size: int | None, mergeable: bool = False
-    ) -> dict[str, Source]:
-        """Statistics of every tensor argument, keyed by source (what a failure disables).
-
-        mergeable: statistics that must add up (across ranks, or across observe() calls).
-        """
-        additive = self.world_size > 1 or mergeable
-        planned, families = arguments.plan_sources(tensors, self.embedding_names, codebook_size or self.codebook_size, additive)
-        sources: dict[str, Source] = {}
-        for key, family, prefix, args in planned:
-            stats_of = arguments.FAMILIES[family][0]
-            stats = self._guard.timed(family, lambda: self._guard.guarded(key, lambda: stats_of(*args)))
-            if stats is not None:
-                sources[key] = (family, prefix, stats)
-        if self._writer is not None:
-            self._profile.note_tensors(families)
-        return sources
-
-    # ------------------------------------------------------------------ statistics -> readings -> store
-
-    def _finalize(self, k: int, now: float, sources: dict[str, Source]) -> None:
-        if self.world_size > 1:
-            regrouped, dropped = self._guard.timed("distributed", lambda: reduce_sources(sources, self.embedding_names))
-            if self.rank == 0:
-                for key in dropped:
-                    if key not in regrouped:
-                        self._guard.note_once(f"dist/{key}", k, key, "not reduced across ranks: the ranks disagree on its shape")
-            sources = regrouped
-        if self.rank != 0:
-            return
-        for key, (family, prefix, stats) in sources.items():
-            read = arguments.FAMILIES[family][1]
-            readings = self._guard.timed(family, lambda: self._guard.guarded(key, lambda: read(stats)))
-            if readings:
-                self._queue.add(k, now, {(f"{prefix}/{s}" if s else prefix): v for s, v in readings.items()})
-
     # ------------------------------------------------------------------ failure handling and bookkeeping
 
     def _break(self, exc: BaseException) -> None:
@@ -561,9 +471,3 @@ class Probe:
                 reduce_stats({})
             except Exception:
                 pass
-
-    def _device(self) -> torch.device | None:
-        if self._root is None:
-            return None
-        p = first_parameter(self._root)
-        return p.device if p is not None else None
