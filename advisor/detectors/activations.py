@@ -50,7 +50,7 @@ def detect_dead_units(ctx: Context) -> list[Signal]:
         seen_layers.add(name)
         dead_share = ctx.median_of(rn.act(name, rn.DEAD_UNIT_SHARE), last=w.points)
         severity = "high" if w.median >= DEAD_HIGH or (dead_share or 0) >= DEAD_UNIT_HIGH_SHARE else "medium"
-        if severity == "medium" and dead_share is not None and dead_share < DEAD_UNIT_MEDIUM_SHARE:
+        if (severity == "medium" and dead_share is not None and dead_share < DEAD_UNIT_MEDIUM_SHARE) or w.lapsing:
             severity = "low"
         what = "outputs are zero" if suffix == rn.ZERO_FRACTION else "units are dead"
         summary = (f"{w.median:.0%} of layer {name}'s {what} (median over {w.points} readings from {ctx.run.axis} "

@@ -39,7 +39,7 @@ def detect_class_collapse(ctx: Context) -> list[Signal]:
         w = sustained(ctx, s, lambda v: v >= limit)
         if w is None:
             continue
-        severity = "high" if w.median >= CLASS_TOP_HIGH and (k or 3) > 2 else "medium"
+        severity = "low" if w.lapsing else "high" if w.median >= CLASS_TOP_HIGH and (k or 3) > 2 else "medium"
         summary = (f"One class takes {w.median:.0%} of the predictions" + (f" among {fmt(k)} classes" if k else "")
                    + f" from {ctx.run.axis} {fmt(w.start)} on.")
         out.append(ctx.signal("class_collapse", s, w.start, w.end, severity, summary,
@@ -64,7 +64,8 @@ def detect_overconfidence(ctx: Context) -> list[Signal]:
         if w is None:
             continue
         summary = f"Mean confidence exceeds accuracy by {w.median:.0%} from {ctx.run.axis} {fmt(w.start)} on: the model is overconfident."
-        out.append(ctx.signal("overconfidence", s, w.start, w.end, "medium" if w.median >= OVERCONFIDENCE_MEDIUM_GAP else "low", summary,
+        severity = "medium" if w.median >= OVERCONFIDENCE_MEDIUM_GAP and not w.lapsing else "low"
+        out.append(ctx.signal("overconfidence", s, w.start, w.end, severity, summary,
                               "model confidence is always high but accuracy is not, miscalibrated", value=w.median,
                               threshold=OVERCONFIDENCE_GAP, numbers=window_numbers(w)))
     return out

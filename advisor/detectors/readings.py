@@ -37,6 +37,13 @@ class Window:
     share: float  # flagged share of the last third
     values: np.ndarray  # every reading from the window's start
 
+    @property
+    def lapsing(self) -> bool:
+        """The symptom's latest episode is its last reading alone: it came and went over the last third
+        (that is what let it pass the share), so one reading is all that shows it now — weak evidence,
+        never more than a low finding."""
+        return self.points < 2
+
 
 def sustained(ctx: Context, s: Series, predicate: Callable[[np.ndarray], np.ndarray]) -> Window | None:
     """The window at the end of the run where `predicate` holds for most readings of `s`, or None."""
@@ -150,7 +157,7 @@ class Rule:
             w = sustained(ctx, s, self.flagged)
             if w is None:
                 continue
-            severity = "high" if self.beyond_high(w.median) else self.severity
+            severity = "low" if w.lapsing else "high" if self.beyond_high(w.median) else self.severity
             lay = layer(s.name, self.prefix, self.reading) if self.prefix else s.name
             summary = self.summary.format(median=w.median, layer=lay, family=family(s.name), axis=ctx.run.axis,
                                           start=fmt(w.start), points=w.points, median_text=fmt(w.median))

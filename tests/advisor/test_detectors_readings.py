@@ -64,6 +64,27 @@ def test_a_symptom_that_went_away_is_not_reported(tmp_path):
     assert detect(read_log(probe_store(tmp_path / "run", {**HEALTHY_READINGS, **change}))) == []
 
 
+def _flickering(high: float, low: float):
+    """From two thirds of the run on, `high` for four readings in six, lapsing twice just before the last
+    reading: the symptom passes the last-third share, but its latest episode is that last reading alone."""
+    def fn(i, n):
+        if i < 2 * n // 3:
+            return low
+        return low if (n - 1 - i) % 6 in (1, 2) else high
+    return fn
+
+
+@pytest.mark.parametrize("kind, reading", [("class_collapse", "logits/top_class_share"), ("dead_units", "act/encoder.0/zero_fraction")])
+def test_a_symptom_shown_by_its_last_reading_alone_is_low(tmp_path, kind, reading):
+    # it came and went over the last third: reported, but one reading is not a sustained state
+    run = read_log(probe_store(tmp_path / "run", {**HEALTHY_READINGS, reading: _flickering(0.97, 0.15 if kind == "class_collapse" else 0.5)}))
+    signals = detect(run)
+    s = only(signals, kind, reading)
+    assert s.numbers["readings"] == 1 and s.numbers["share_of_last_third"] >= 0.6
+    assert s.severity == "low"
+    assert loud(signals) == []
+
+
 def test_early_transients_do_not_alarm(tmp_path):
     # huge updates and a spiky loss at the first readings only (Adam's first steps): nothing loud
     change = {"update/max_ratio": after(15, 3e-3, 2.0), "loss": after(10, _decay(2.3, 0.3, 0.08), 40.0)}
