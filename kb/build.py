@@ -34,7 +34,10 @@ from kb.errors import sqlite_message
 from kb.lexicon import expand_text  # BM25 indexes each entry with the lexicon words its terms map to
 from kb.lock import writer_lock
 from kb.models import Entry, KBError, Provenance
-from kb.files import SCHEMA_VERSION, SHIPPED_SOURCES, VIEWS, BuildReport, _content_hash, read_only_uri, shipped_documents
+from kb.files import (
+    INDEX_KEY, SCHEMA_VERSION, SHIPPED_SOURCES, VIEWS, BuildReport, _content_hash, index_stale, index_version, read_only_uri,
+    shipped_documents,
+)
 
 if TYPE_CHECKING:
     from kb.parse import ParsedDocument
@@ -176,6 +179,7 @@ def write_documents(
             )
             if first:
                 con.execute("INSERT OR REPLACE INTO kb_meta VALUES (?, '')", (COMPLETE_KEY,))
+            stale = not first and index_stale(con)  # entries this write does not touch need the new index text too
             sources = [d.parsed.source for d in docs]
             if replace_all:
                 marks = ",".join("?" * len(sources))
@@ -215,6 +219,9 @@ def write_documents(
                 [(eid, MODEL_NAME, hashes[eid], blob) for eid, blob in vectors.items()],
             )
             con.execute("DELETE FROM embeddings WHERE id NOT IN (SELECT id FROM entries)")
+            if stale:
+                _rewrite_index_text(con)
+            con.execute("INSERT OR REPLACE INTO kb_meta VALUES (?, ?)", (INDEX_KEY, index_version()))
             con.execute("INSERT OR REPLACE INTO kb_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             con.execute("INSERT OR REPLACE INTO kb_meta VALUES ('model', ?)", (MODEL_NAME,))
             con.execute("INSERT OR REPLACE INTO kb_meta VALUES (?, ?)", (COMPLETE_KEY, _now()))
@@ -229,6 +236,40 @@ def write_documents(
         con.close()
     report.seconds = round(report.seconds + time.perf_counter() - started, 3)
     return report
+
+
+def _rewrite_index_text(con: sqlite3.Connection) -> int:
+    """Every entry's FTS text from its stored entry, as this install writes it (the update trigger
+    re-indexes the rows that change) -> rows changed. Embeddings are untouched: they see the plain text."""
+    rows = con.execute("SELECT id, data, search_text FROM entries").fetchall()
+    changed = []
+    for eid, data, old in rows:
+        new = expand_text(Entry.model_validate_json(data).search_text())
+        if new != old:
+            changed.append((new, eid))
+    con.executemany("UPDATE entries SET search_text = ? WHERE id = ?", changed)
+    return len(changed)
+
+
+def refresh_index(kb: KBFile) -> int:
+    """Rewrite a complete KB's FTS text when it was written under another index_version() (an
+    upgraded lexicon or index text), under the writer lock, in one transaction -> rows changed."""
+    path = kb.path
+    kb.close()
+    with writer_lock(path, on_wait=kb.on_wait):
+        con = _connect(path)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            changed = _rewrite_index_text(con) if index_stale(con) else 0  # another process may have done it
+            con.execute("INSERT OR REPLACE INTO kb_meta VALUES (?, ?)", (INDEX_KEY, index_version()))
+            con.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise KBError(sqlite_message(exc, path)) from exc
+        finally:
+            con.close()
+    return changed
 
 
 # ---- reading what a file holds (for rebuilds and imports) ---------------------------------------

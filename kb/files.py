@@ -33,6 +33,29 @@ def read_only_uri(path: Path) -> str:
     return uri
 
 
+INDEX_KEY = "index_version"  # kb_meta: the index_version() the entries' full-text index was written under
+
+
+def index_version() -> str:
+    """A hash of what shapes each entry's full-text index text: the lexicon, the code that applies it
+    and Entry.search_text. A KB written under another version has its FTS text rewritten (no
+    re-embedding), so an upgraded install never searches a stale index."""
+    base = Path(__file__).parent
+    h = hashlib.md5()
+    for name in ("lexicon.toml", "lexicon.py", "models.py"):
+        h.update((base / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def index_stale(con) -> bool:
+    """Whether a complete KB's FTS text was written under another index_version() (or before it was stored)."""
+    try:
+        row = con.execute("SELECT value FROM kb_meta WHERE key = ?", (INDEX_KEY,)).fetchone()
+    except Exception:  # no kb_meta: not a KB this check applies to
+        return False
+    return row is None or row[0] != index_version()
+
+
 def _content_hash(model: str, text: str) -> str:
     return hashlib.md5(f"{model}\n{text}".encode("utf-8")).hexdigest()
 

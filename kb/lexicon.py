@@ -32,13 +32,6 @@ def lexicon() -> tuple[dict[str, str], tuple[str, ...], str, re.Pattern | None]:
     return terms, tuple(ignore_forms), ignore.get("means", ""), pattern
 
 
-def lexicon_version() -> str:
-    """A hash of the lexicon file: the index is stale when it changes."""
-    import hashlib
-
-    return hashlib.md5(LEXICON_PATH.read_bytes()).hexdigest()[:12]
-
-
 def expansions(text: str) -> list[str]:
     """The lexicon meanings of the terms found in text, in order of appearance, without repeats."""
     terms, ignore_forms, ignore_means, pattern = lexicon()

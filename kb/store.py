@@ -27,6 +27,7 @@ from kb.files import (  # noqa: F401  (re-exported: callers import these from kb
     VIEWS,
     BuildReport,
     _content_hash,
+    index_stale,
     read_only_uri,
     shipped_documents,
 )
@@ -117,6 +118,16 @@ class KnowledgeBase:
                 raise KBError(f"no knowledge base at {self.path}; run `kb build` first")
             self._check_file()
             self._con = sqlite3.connect(read_only_uri(self.path), uri=True, check_same_thread=False)
+            if index_stale(self._con):  # written under another lexicon or index text: rewrite it (no re-embedding)
+                self._con.close()
+                self._con = None
+                from kb import build
+
+                try:
+                    build.refresh_index(self)
+                except KBError:
+                    pass  # a place we cannot write to: search the index as it is
+                self._con = sqlite3.connect(read_only_uri(self.path), uri=True, check_same_thread=False)
         return self._con
 
     def close(self) -> None:
