@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 __all__ = ["Entry", "Hit", "KBError", "KnowledgeBase", "Provenance", "default_db_path"]
 
-_HOME = {"Entry": "kb.models", "Hit": "kb.models", "KBError": "kb.models", "Provenance": "kb.models",
+_HOME = {"Entry": "kb.models", "Hit": "kb.models", "KBError": "kb.errors", "Provenance": "kb.models",
          "KnowledgeBase": "kb.store", "default_db_path": "kb.store"}
 
 if TYPE_CHECKING:

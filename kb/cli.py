@@ -9,7 +9,7 @@ import sys
 import click
 
 from kb.errors import error_handler
-from kb.models import KBError
+from kb.errors import KBError
 from kb.store import KnowledgeBase
 
 
@@ -89,21 +89,21 @@ class _StdinQueries:
             click.echo(f"kb: warning: {len(self.skipped)} stdin lines were not text and were skipped", err=True)
 
 
-def _print_hits(query: str, hits, as_json: bool) -> None:
+def _print_hits(query: str, results: list[dict], as_json: bool) -> None:
+    """results: KnowledgeBase.results dicts (plain, so a query loads no pydantic)."""
     if as_json:
-        click.echo(json.dumps({"query": query, "results": [h.entry.to_result(h.score) for h in hits]}, ensure_ascii=False))
+        click.echo(json.dumps({"query": query, "results": results}, ensure_ascii=False))
         return
-    if not hits:
+    if not results:
         click.echo(f"no entries match {query!r}")
         return
-    for rank, h in enumerate(hits, 1):
-        e = h.entry
-        p = e.provenance
-        click.echo(f"{rank}. {click.style(e.title, bold=True)}  [{e.source}] {h.score:.3f}")
-        click.echo(f"   {e.id}  ({p.file}:{p.start_line}-{p.end_line})")
-        if e.symptoms:
-            click.echo(f"   symptom: {e.symptoms[0]}")
-        for step in e.steps[:3]:
+    for rank, r in enumerate(results, 1):
+        p = r["provenance"]
+        click.echo(f"{rank}. {click.style(r['title'], bold=True)}  [{r['source']}] {r['score']:.3f}")
+        click.echo(f"   {r['id']}  ({p['file']}:{p['start_line']}-{p['end_line']})")
+        if r["symptoms"]:
+            click.echo(f"   symptom: {r['symptoms'][0]}")
+        for step in r["steps"][:3]:
             click.echo(f"   - {step}")
 
 
@@ -208,12 +208,12 @@ def query(ctx, text: str, k: int, source: str | None, mode: str, as_json: bool) 
     if text == "-":
         queries = _StdinQueries(sys.stdin)
         for line in queries:
-            _print_hits(line, kb.search(line, k=k, source=source, mode=mode), as_json)
+            _print_hits(line, kb.results(line, k=k, source=source, mode=mode), as_json)
             sys.stdout.flush()
         queries.finish()
         return
     text = _checked_text(text, "the query").replace("\x00", " ")
-    _print_hits(text, kb.search(text, k=k, source=source, mode=mode), as_json)
+    _print_hits(text, kb.results(text, k=k, source=source, mode=mode), as_json)
 
 
 @cli.command()

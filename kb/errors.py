@@ -11,6 +11,11 @@ import sys
 from functools import wraps
 
 
+class KBError(Exception):
+    """Every error the kb package raises on purpose; the CLI turns it into one line and exit 2.
+    (Defined here, not in kb.models, so the query path raises it without importing pydantic.)"""
+
+
 def sqlite_message(exc: sqlite3.Error, path: object = None) -> str:
     """A sqlite error -> a sentence a user can act on (the file, what is wrong, what to do)."""
     text = str(exc)

@@ -9,12 +9,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from kb.errors import KBError  # noqa: F401  (re-exported: the contract's error type)
+
 EntryKind = Literal["problem", "fix", "issue", "checklist", "section"]
 SOURCE_KEYS = ("catalog", "guide", "run", "audit")
-
-
-class KBError(Exception):
-    """Every error the kb package raises on purpose; the CLI turns it into one line and exit 2."""
 
 
 class Provenance(BaseModel):
@@ -63,15 +61,9 @@ class Entry(BaseModel):
 
     def to_result(self, score: float) -> dict:
         """The JSON shape of one search result (`kb query --json`)."""
-        return {
-            "id": self.id,
-            "source": self.source,
-            "title": self.title,
-            "score": round(float(score), 6),
-            "symptoms": self.symptoms,
-            "steps": self.steps,
-            "provenance": self.provenance.model_dump(),
-        }
+        from kb.search import result_dict
+
+        return result_dict(self.model_dump(), score)
 
 
 class SourceInfo(BaseModel):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kb.embed import query_encoder, small_matrix_threads
-from kb.models import KBError
+from kb.errors import KBError
 
 CANDIDATES = 50
 # BM25 column weights: a word in the title counts more than one in the body text.
@@ -49,6 +49,20 @@ class Ranked:
     score: float
     bm25_rank: int | None
     dense_rank: int | None
+
+
+def result_dict(entry: dict, score: float) -> dict:
+    """The JSON shape of one search result (`kb query --json`) from an entry's stored fields: the CLI
+    builds it from the stored JSON without loading pydantic models."""
+    return {
+        "id": entry["id"],
+        "source": entry["source"],
+        "title": entry["title"],
+        "score": round(float(score), 6),
+        "symptoms": list(entry.get("symptoms") or []),
+        "steps": list(entry.get("steps") or []),
+        "provenance": dict(entry["provenance"]),
+    }
 
 
 def fts_query(text: str) -> str:

@@ -12,13 +12,16 @@ import os
 import sqlite3
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
 from kb import search as ranking
 from kb.embed import MODEL_NAME, Encoder
-from kb.models import Entry, Hit, KBError, SourceInfo
+from kb.errors import KBError
+
+if TYPE_CHECKING:  # pydantic loads on first use of a model: a cold `kb query` (KnowledgeBase.results) needs none
+    from kb.models import Entry, Hit, SourceInfo
 from kb.search import CANDIDATES, fts_query  # noqa: F401  (fts_query re-exported for callers of kb.store)
 
 from kb.files import (  # noqa: F401  (re-exported: callers import these from kb.store)
@@ -180,6 +183,8 @@ class KnowledgeBase:
     def get(self, entry_id: str) -> Entry:
         if entry_id in self._entry_cache:
             return self._entry_cache[entry_id]
+        from kb.models import Entry
+
         row = self._read().execute("SELECT data FROM entries WHERE id = ?", (entry_id,)).fetchone()
         if row is None:
             raise KBError(f"no entry with id {entry_id!r} (see `kb query` or `kb export` for ids)")
@@ -188,6 +193,8 @@ class KnowledgeBase:
         return entry
 
     def entries(self, source: str | None = None) -> Iterator[Entry]:
+        from kb.models import Entry
+
         sql = "SELECT data FROM entries" + (" WHERE source = ?" if source else "") + " ORDER BY source, rowid"
         for (data,) in self._read().execute(sql, (source,) if source else ()):
             yield Entry.model_validate_json(data)
@@ -205,6 +212,8 @@ class KnowledgeBase:
 
     def sources(self) -> list[SourceInfo]:
         """Every source document with its entry count and, for imports, the file and when it was imported."""
+        from kb.models import SourceInfo
+
         con = self._read()
         counts = dict(con.execute("SELECT source, count(*) FROM entries GROUP BY source").fetchall())
         cols = {r[1] for r in con.execute("PRAGMA table_info(documents)")}
@@ -224,6 +233,8 @@ class KnowledgeBase:
 
     def entries_for_signal_kinds(self, kinds) -> list[Entry]:
         """Entries linked to any of these advisor signal kinds (a user's helped notes), most shared kinds first, newest first."""
+        from kb.models import Entry
+
         wanted = {str(k) for k in kinds}
         if not wanted:
             return []
@@ -316,10 +327,22 @@ class KnowledgeBase:
 
     def search(self, text: str, k: int = 5, source: str | None = None, mode: str = "hybrid") -> list[Hit]:
         """Rank entries for a symptom description. mode: hybrid (default), bm25 or dense."""
+        from kb.models import Hit
+
         return [
             Hit(entry=self.get(r.id), score=r.score, bm25_rank=r.bm25_rank, dense_rank=r.dense_rank)
             for r in self.ranked(text, k, source, mode)
         ]
+
+    def results(self, text: str, k: int = 5, source: str | None = None, mode: str = "hybrid") -> list[dict]:
+        """`search` as the `kb query --json` result dicts, read from the stored JSON without building
+        pydantic models (the cold CLI path)."""
+        ranked = self.ranked(text, k, source, mode)
+        if not ranked:
+            return []
+        marks = ",".join("?" * len(ranked))
+        rows = dict(self._read().execute(f"SELECT id, data FROM entries WHERE id IN ({marks})", [r.id for r in ranked]).fetchall())
+        return [ranking.result_dict(json.loads(rows[r.id]), r.score) for r in ranked if r.id in rows]
 
 
 def _build_encoder() -> Encoder:
