@@ -23,6 +23,10 @@ from kb.lexicon import expand_text, expansions, lexicon
         ("FSDP", "sharded"),
         ("LoRA", "low-rank"),
         ("DPOTrainer", "preference"),
+        ("train/ent_mean", "entropy"),  # SSL scalars as training scripts name them
+        ("knn_top1", "k-NN"),
+        ("loss_scale halved", "loss scale"),  # DeepSpeed / AMP log key
+        ("dino/teacher_temp", "teacher temperature"),
     ],
 )
 def test_logger_keys_and_methods_expand(text, words):
