@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def read_only_uri(path: Path) -> str:
 INDEX_KEY = "index_version"  # kb_meta: the index_version() the entries' full-text index was written under
 
 
+@lru_cache(maxsize=1)  # once per process: the version of the lexicon and code this process loaded
 def index_version() -> str:
     """A hash of what shapes each entry's full-text index text: the lexicon, the code that applies it
     and Entry.search_text. A KB written under another version has its FTS text rewritten (no

@@ -27,7 +27,11 @@ BM25_WEIGHTS = (2.0, 1.0)
 # as that list's lowest. Constants chosen by 5-fold cross-validation on the tune half of
 # benchmarks/queries (scripts/bench_retrieval.py --tune). Tried there and dropped: min-max scores
 # weighted by each list's top gap, extra weight for a large z-gap, damping BM25 when its top score
-# is low, title weight 5, z over 10 or 50 candidates.
+# is low, title weight 5, z over 10 or 50 candidates; and (5-fold CV MRR on tune, against 0.923 for
+# these constants): each method weighted by its own top-1/top-2 z-gap (0.903 with the view and raw-query
+# options below), the symptom view weighted 0.5-2x against the full text, the raw query's embedding
+# added to the expanded one's, scores scaled by a global per-method spread instead of the query's own
+# z (confidence kept in the raw spread; lost in every fold).
 FUSION_WEIGHTS = {"bm25": 0.9, "dense": 1.0}
 Z_DEPTH = 20
 # Near-duplicate entries (cosine of their stored vectors above this) are not shown twice in the
