@@ -11,6 +11,9 @@ Reports, side by side in one run:
 - with --under-load: `annotate` quiet and with two CPU-bound worker processes running beside it
   (started before and stopped after each loaded measurement, each bounded by --load-seconds),
   alternating quiet/loaded --repeat times; target: loaded within 1.5x of quiet (median of pairs).
+  The CPU ratio tells the two causes apart: near 1x, the loaded run did the same work and only got a
+  smaller share of the cores (three busy processes on two cores give 1.5x by fair share alone, more when
+  other work runs too); well above 1x, threads are waiting for cores (a multi-threaded BLAS on tiny matrices).
 
 The log is a realistic one: a noisy decaying loss with a resumed segment, two loss terms, a validation
 loss every 1,000 steps, gradient norms with a burst, a learning-rate schedule, accuracy, and `NA`
