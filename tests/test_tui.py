@@ -9,6 +9,7 @@ whole advisor pipeline when it is installed.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import shutil
@@ -96,12 +97,14 @@ def screen_text(app) -> str:
 
 
 async def wait_for(pilot, condition, timeout: float = 15.0, what: str = "condition") -> None:
+    """Poll with plain sleeps: Pilot's pause waits for every widget of the screen to answer, and a
+    widget the app removes meanwhile (the detail pane rebuilds its evidence) never does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
-            await pilot.pause()
+            await asyncio.sleep(0.05)
             return
-        await pilot.pause(0.05)
+        await asyncio.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}\n{screen_text(pilot.app)}")
 
 
@@ -109,7 +112,8 @@ async def wait_loaded(pilot, generation: int = 1) -> DiagnosisScreen:
     main = pilot.app.main
     await wait_for(pilot, lambda: main.generation >= generation or main.error is not None, what="the ranking")
     assert main.error is None, main.error
-    await pilot.pause(0.1)
+    # the detail pane's rebuild finished before the next key (Pilot waits on every widget it sees)
+    await wait_for(pilot, lambda: not [w for w in pilot.app.workers if w.group == "detail" and w.is_running], what="the detail pane")
     return main
 
 
@@ -415,12 +419,14 @@ async def test_runs_screen_switches_runs(built_kb_path, notes_path, tmp_path):
         assert "demo_jepa_run.jsonl" in screen_text(app)
         await pilot.press("slash")
         app.screen.query_one("#runs-path").value = str(log)
-        await pilot.press("enter")
+        # enter, without Pilot's wait on the widgets of the screen it closes (they never answer)
+        await app.screen.query_one("#runs-path").action_submit()
         await wait_loaded(pilot, generation=2)
         assert app.screen is main and main.session.target == str(log)
         assert "my_run.jsonl" in screen_text(app)
-        # both are remembered; open the demo again from the list
-        await pilot.press("r")
+        # both are remembered; open the demo again from the list (r, without Pilot's wait on the
+        # widgets of the Runs screen that just closed)
+        main.action_runs()
         await wait_for(pilot, lambda: type(app.screen).__name__ == "RunsScreen")
         assert [r.label for r in app.screen.recent] == ["my_run.jsonl", "demo_jepa_run.jsonl"]
         await pilot.press("down")

@@ -329,10 +329,12 @@ class DiagnosisScreen(Screen):
         if sug is None or self.session is None or self.session.notes is None:
             return
         restored = self._is_dismissed(sug.id)
+        old = self.session.notes.get_one(self.session.key, sug.id)
         self.session.notes.clear(self.session.key, sug.id)
         if restored:
             self.notify(f"restored: {sug.title}")
-        self.rerank(keep_describe=True)
+        # a cleared mark keeps no note: the KB's copy of a "helped" note goes too
+        self.rerank(keep_describe=True, remember=old.model_copy(update={"note": ""}) if old is not None and old.note else None)
 
     def action_toggle_dismissed(self) -> None:
         if self.session is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import Markdown, Static
 
 from tui.widgets.entry import (
@@ -166,7 +167,14 @@ class SuggestionDetail(VerticalScroll):
         self.toggle_class("-internals")
         return self.internals
 
-    async def show(self, sug, *, entry=None, run=None, signals=(), mark=None, new_evidence=frozenset(), keep_scroll: bool = False, dismissed: bool = False) -> None:
+    async def show(self, sug, **kwargs) -> None:
+        """Show a suggestion (see `_show`); nothing when the pane is being torn down (the app quits)."""
+        try:
+            await self._show(sug, **kwargs)
+        except NoMatches:  # its parts are gone: the app is closing
+            pass
+
+    async def _show(self, sug, *, entry=None, run=None, signals=(), mark=None, new_evidence=frozenset(), keep_scroll: bool = False, dismissed: bool = False) -> None:
         head = Text()
         head.append(sug.title, style="bold")
         head.append("\n")
@@ -194,14 +202,21 @@ class SuggestionDetail(VerticalScroll):
             head.append("Not marked · t tried · h helped · u no help · x dismiss · n note", style="dim")
         self.query_one("#detail-head", Static).update(head)
 
-        # the same evidence as shown already (a re-rank, a mark): keep the widgets, no flicker
+        # the same evidence as shown already (a re-rank, a mark, a live poll that only added points):
+        # keep the widgets, no flicker; new points go to the plots in place
         signature = (sug.id, tuple(
-            (ev.signal, ev.metric, ev.step, ev.end_step, ev.summary, (ev.signal, ev.metric) in new_evidence,
-             len(run.series[ev.metric]) if run is not None and ev.metric in run.series else -1)
+            (ev.signal, ev.metric, ev.step, ev.end_step, ev.summary, (ev.signal, ev.metric) in new_evidence)
             for ev in sug.evidence
         ))
         rebuild = signature != self._signature
         self._signature = signature
+        if not rebuild and run is not None:
+            for view in self.query(EvidenceView):
+                series = run.series.get(view.ev.metric)
+                for spark in view.query(WindowSpark):
+                    if series is not None and len(series) != len(spark.steps):
+                        spark.steps, spark.values = series.steps, series.values
+                        spark.refresh()
         seen, plots = [], []
         for ev in sug.evidence if rebuild else ():
             signal = find_signal(signals, ev)
@@ -238,6 +253,12 @@ class SuggestionDetail(VerticalScroll):
             await self.query_one(selector, Markdown).update(text)
 
     async def show_message(self, text: str) -> None:
+        try:
+            await self._show_message(text)
+        except NoMatches:  # its parts are gone: the app is closing
+            pass
+
+    async def _show_message(self, text: str) -> None:
         self._signature = None
         self.query_one("#detail-head", Static).update(Text(text))
         self.query_one("#seen-title").display = False
