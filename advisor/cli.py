@@ -13,6 +13,7 @@ import click
 
 from advisor import demo_run_path
 from advisor.models import AdvisorError
+from advisor.numbers import format_number
 from kb.errors import error_handler
 from kb.models import KBError
 
@@ -131,13 +132,13 @@ def diagnose(ctx, target: str | None, describe: str | None, top: int, roles: str
     if result.signals:
         click.echo(f"{len(result.signals)} signal(s):")
         for s in result.signals:
-            click.echo(f"  [{s.severity}] {s.kind} in {s.metric} ({s.start:g}-{s.end:g}): {s.summary}")
+            click.echo(f"  [{s.severity}] {s.kind} in {s.metric} ({format_number(s.start)}-{format_number(s.end)}): {s.summary}")
         click.echo("")
     if not result.suggestions:
         click.echo("no suggestions")
     for rank, s in enumerate(result.suggestions, 1):
         p = s.provenance
-        click.echo(f"{rank}. {click.style(s.title, bold=True)}  [{s.source}] score {s.score:.2f}, {s.severity}, {len(s.evidence)} signal(s)")
+        click.echo(f"{rank}. {click.style(s.title, bold=True)}  [{s.source}] {s.strength}, {s.severity}, {len(s.evidence)} signal(s)")
         click.echo(f"   {s.id}  ({p.file}:{p.start_line}-{p.end_line})")
         for e in s.evidence[:3]:
             click.echo(f"   evidence: {e.summary}")

@@ -117,6 +117,8 @@ class Evidence(BaseModel):
 
 # Every way the matcher finds a suggestion (Suggestion.matched_by); explain has a phrase for each.
 MATCHED_BY = ("link", "search", "link+search", "describe", "history", "linked-fix", "notes")
+CURATED_MATCHES = frozenset({"link", "link+search", "linked-fix"})  # someone linked the entry to this kind of signal
+USER_MATCHES = frozenset({"history", "notes"})  # the user's own experience with it
 
 
 class Suggestion(BaseModel):
@@ -133,6 +135,19 @@ class Suggestion(BaseModel):
     provenance: Provenance
     expected_outcome: str = ""  # what the run analysis expected this fix to achieve, when it said
     matched_by: list[str] = Field(default_factory=list)  # values from MATCHED_BY
+
+    @property
+    def strength(self) -> str:
+        """strong / likely / possible, from how many independent lines of support found the entry (a
+        curated link, the KB search, the user's description, the user's own marks and notes), not from
+        the score, whose scale means nothing to a reader."""
+        how = set(self.matched_by)
+        lines = sum((bool(how & CURATED_MATCHES), bool(how & {"search", "link+search"}), "describe" in how, bool(how & USER_MATCHES)))
+        if lines >= 2 and how & (CURATED_MATCHES | USER_MATCHES):
+            return "strong"
+        if how & (CURATED_MATCHES | USER_MATCHES) or lines >= 2:
+            return "likely"
+        return "possible"
 
 
 class SuggestionRef(BaseModel):

@@ -199,10 +199,17 @@ class NotesStore:
                     columns = {r[1] for r in con.execute("PRAGMA table_info(recent)")}
                     if "path" not in columns:  # a notes file from before paths were kept apart from keys
                         con.execute("ALTER TABLE recent ADD COLUMN path TEXT NOT NULL DEFAULT ''")
+                    # a notes file is small: checking it once per process is cheap, and a damaged one
+                    # must say so rather than lose marks silently
+                    verdict = con.execute("PRAGMA quick_check").fetchone()[0]
                 except sqlite3.DatabaseError as exc:
                     raise AdvisorError(f"{self.path}: is not a notes database ({exc})") from exc
+                if verdict != "ok":
+                    raise AdvisorError(f"{self.path}: the notes file is damaged ({verdict}); move it away to start a new one")
                 self._ready = True
             yield con
+        except sqlite3.Error as exc:
+            raise AdvisorError(f"{self.path}: the notes file cannot be used ({exc})") from exc
         finally:
             con.close()
 

@@ -83,7 +83,7 @@ def spark(steps: Sequence[float], values: Sequence[float], width: int = 48,
         if bad[c]:
             cells.append(Cell(NONFINITE, inside, "nonfinite"))
         elif buckets[c]:
-            level = BLOCKS[3] if hi == lo else BLOCKS[int(fraction(max(buckets[c]), lo, hi) * (len(BLOCKS) - 1) + 0.5)]
+            level = BLOCKS[int(fraction(max(buckets[c]), lo, hi) * (len(BLOCKS) - 1) + 0.5)]  # a flat curve sits at the bottom
             last_level = level
             cells.append(Cell(level, inside, "value"))
         elif last_level is not None:

@@ -6,7 +6,7 @@ Two encoders, one model and one set of vectors:
 - `NumpyMiniLM` — the same BERT forward pass (same safetensors weights, same tokenizer.json, mean
   pooling and L2 normalisation as the model's pooling config says) written in numpy. Importing
   sentence-transformers costs seconds (torch, transformers); a `kb query` process cannot afford that,
-  so queries are embedded here. tests/test_embed.py checks both give the same vectors.
+  so queries are embedded here. tests/kb/test_embed.py checks both give the same vectors.
 """
 
 from __future__ import annotations

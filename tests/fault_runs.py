@@ -2,7 +2,7 @@
 
 Each scenario trains on scikit-learn's digits (or generated data), injects one well-known fault, and
 leaves a probe run store behind. `EXPECTED` names the KB entries a practitioner would point to; the
-diagnosis suite (tests/test_diagnosis_faults.py, scripts/bench_diagnosis.py) checks they rank in the
+diagnosis suite (tests/advisor/test_diagnosis_faults.py, scripts/bench_diagnosis.py) checks they rank in the
 top 3 and that the healthy run raises no medium or high signal.
 """
 

@@ -19,6 +19,8 @@ uniform_attention, data_loading_bottleneck), `activations` (dead_units, ReLU lay
 
 from __future__ import annotations
 
+import numpy as np
+
 from advisor.detectors import (
     activations,
     codebook,
@@ -132,7 +134,10 @@ def detect(run: Run) -> list[Signal]:
     signals: list[Signal] = []
     for det in REGISTRY:
         try:
-            signals.extend(det.fn(ctx))
+            # logs hold ±1e308, Inf and NaN: sums and ratios of them overflow, and each detector judges
+            # a non-finite result itself, so numpy's warnings would only be noise on the user's terminal
+            with np.errstate(all="ignore"):
+                signals.extend(det.fn(ctx))
         except Exception as exc:  # a detector must never take the others down with it
             note = f"Detector {det.kind} ({det.fn.__name__}) failed on this run: {type(exc).__name__}: {exc}."
             if note not in run.skipped:

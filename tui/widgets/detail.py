@@ -13,6 +13,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.widgets import Markdown, Static
 
+from advisor.numbers import format_number
+from advisor.sparkline import value_range
 from tui.widgets.entry import (
     SEVERITY_STYLE,
     STRENGTH_STYLE,
@@ -24,15 +26,9 @@ from tui.widgets.entry import (
     suggestion_markdown,
     why,
 )
-from tui.widgets.spark import WindowSpark, _fmt, series_range
+from tui.widgets.spark import WindowSpark
 
 SECTION = "bold underline"
-
-
-def _num(v) -> str:
-    if isinstance(v, float):
-        return _fmt(v)
-    return str(v)
 
 
 def _steps(start, end) -> str:
@@ -87,13 +83,13 @@ def evidence_numbers(ev, signal=None, series_values=None) -> Text:
     """The detector's fields (shown with `i`)."""
     nums = []
     if ev.value is not None:
-        nums.append(f"value {_num(ev.value)}")
+        nums.append(f"value {format_number(ev.value)}")
     if ev.threshold is not None:
-        nums.append(f"threshold {_num(ev.threshold)}")
+        nums.append(f"threshold {format_number(ev.threshold)}")
     if signal is not None:
-        nums.extend(f"{k} {_num(v)}" for k, v in signal.numbers.items() if v is not None)
+        nums.extend(f"{k} {format_number(v)}" for k, v in signal.numbers.items() if v is not None)
     if series_values is not None and len(series_values):
-        nums.append(f"range {series_range(series_values)}")
+        nums.append(f"range {value_range(series_values)}")
     return Text(" · ".join(nums), style="#9e9e9e")
 
 

@@ -33,28 +33,11 @@ WHY_SHORT = {
     "notes": "your note",
 }
 STRENGTH_STYLE = {"strong": "bold #87d787", "likely": "#ffd75f", "possible": "#8a8a8a"}
-_CURATED = {"link", "link+search", "linked-fix"}  # someone linked the entry to this kind of signal
-_YOURS = {"history", "notes"}  # the user's own experience with it
 
 
 def strength(sug) -> str:
-    """strong / likely / possible, from how many independent lines of support found the entry (a
-    curated link, the KB search, the user's description, the user's own marks and notes), not from
-    the score, whose scale means nothing to a reader."""
-    how = set(sug.matched_by)
-    lines = sum(
-        (
-            bool(how & _CURATED),
-            bool(how & {"search", "link+search"}),
-            "describe" in how,
-            bool(how & _YOURS),
-        )
-    )
-    if lines >= 2 and how & (_CURATED | _YOURS):
-        return "strong"
-    if how & (_CURATED | _YOURS) or lines >= 2:
-        return "likely"
-    return "possible"
+    """strong / likely / possible (advisor.models.Suggestion.strength)."""
+    return sug.strength
 
 
 def why(sug, short: bool = False) -> str:

@@ -23,7 +23,7 @@ from advisor.explain.grounding import Grounding, build_grounding, data_json
 from advisor.numbers import format_number
 from advisor.readers import read_log
 
-REAL_LOGS = Path(__file__).resolve().parents[2] / "shared" / "real-logs"
+REAL_LOGS = Path(__file__).resolve().parents[3] / "shared" / "real-logs"
 
 # (sentence, what must not be shown unmarked, "remove" | "mark")
 TUNE = [

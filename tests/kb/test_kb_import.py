@@ -16,7 +16,7 @@ import pytest
 from kb import KBError, KnowledgeBase
 from kb.parse import parse_file, parse_text
 
-DATA = Path(__file__).resolve().parent / "kb" / "data"
+DATA = Path(__file__).resolve().parent / "data"
 PLAYBOOK = DATA / "playbook" / "README.md"
 MLFLOW = DATA / "mlflow" / "troubleshooting.md"
 MMDET_FAQ = DATA / "mmdet" / "faq.md"

@@ -14,7 +14,7 @@ from kb.parse import parse_file, parse_text, read_document
 from kb.store import SHIPPED_SOURCES
 from kb.text import looks_like_mojibake, repair_mojibake
 
-SOURCES = Path(__file__).resolve().parents[1] / "kb" / "sources"
+SOURCES = Path(__file__).resolve().parents[2] / "kb" / "sources"
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from advisor import Probe
 from advisor.runstore import read_events, read_meta, read_readings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 REPRESENTATION = [
     "effective_rank", "effective_rank_ratio", "top1_variance_share", "top5_variance_share",

@@ -43,7 +43,7 @@ def _bench_module(name):
     import sys
 
     if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "benchmarks" / "diagnosis" / f"{name}.py"
+        path = Path(__file__).resolve().parents[2] / "benchmarks" / "diagnosis" / f"{name}.py"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from kb import KBError, KnowledgeBase
 from kb.cli import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "tests" / "kb" / "data" / "playbook" / "README.md"
 SHIPPED = {"audit": 4, "catalog": 100, "guide": 19, "run": 14}
 

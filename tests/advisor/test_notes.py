@@ -151,3 +151,27 @@ def test_recent_runs(store):
     assert recent[1].label == "b" and recent[1].format == "probe"
     store.forget_recent("/runs/b")
     assert [r.run for r in store.recent()] == ["/runs/a"]
+
+
+def test_a_damaged_notes_file_is_one_clear_error(tmp_path):
+    """Bytes overwritten in the middle of a real notes file: the store says it is damaged (AdvisorError,
+    one line for the CLI) instead of answering from half a file."""
+    from advisor.models import AdvisorError
+    from advisor.notes import NotesStore
+
+    path = tmp_path / "notes.db"
+    store = NotesStore(path)
+    for i in range(400):
+        store.set(f"run-{i}", f"guide/{i:03d}-entry", "tried", note="x" * 200, signal_kinds=["spike"])
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    data = bytearray(path.read_bytes())
+    assert len(data) > 8 * 4096
+    data[3 * 4096 : 5 * 4096] = b"\xa5" * (2 * 4096)  # pages in the middle of the notes table
+    path.write_bytes(bytes(data))
+    with pytest.raises(AdvisorError) as err:
+        NotesStore(path).get("run-1")
+    assert str(path) in str(err.value) and "\n" not in str(err.value)

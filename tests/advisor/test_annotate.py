@@ -9,11 +9,12 @@ import sys
 
 import pytest
 
+from advisor import demo_run_path
 from advisor.annotate import annotate, sparkline
 from advisor.diagnose import diagnose
 from advisor.models import AnnotationReport
 
-DEMO = os.path.join(os.path.dirname(__file__), "..", "advisor", "data", "demo_jepa_run.jsonl")
+DEMO = demo_run_path()
 
 RENAMES = {
     "train/infonce": "loss/contrastive_term",
@@ -210,3 +211,35 @@ def test_annotated_csv_rows_keep_numbers_as_numbers(kb, tmp_path):
     assert written[0]["epoch"] == 0 and isinstance(written[0]["epoch"], int)
     assert written[5]["loss"] == pytest.approx(1 / 6, abs=1e-6) and isinstance(written[5]["loss"], float)
     assert written[3]["val_loss"] is None
+
+
+def test_extreme_values_annotate_without_a_warning(kb, tmp_path):
+    """±1e308, Inf, NaN and subnormals in a log: annotate and its text output raise and print no warning."""
+    import warnings
+
+    from advisor.annotate import annotate_run, render_text
+    from advisor.readers import read_log
+
+    rows = ["step,loss,val_loss,grad_norm"]
+    for i in range(60):
+        values = [1.0 / (i + 1), 1.2 / (i + 1), 0.5]
+        if i in (10, 30):
+            values = [1e308, -1e308, float("inf")]
+        if i == 40:
+            values = [float("nan"), 5e-324, 1e308]
+        rows.append(f"{i}," + ",".join(repr(v) for v in values))
+    log = tmp_path / "extreme.csv"
+    log.write_text("\n".join(rows) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run = read_log(log)
+        report = annotate_run(run, kb=kb)
+        text = render_text(run, report)
+    assert report.annotations and "×" in text
+
+
+def test_cli_diagnose_text_says_strength_not_score(cli_env):
+    res = advisor_cli("diagnose", DEMO, env_extra=cli_env)
+    assert res.returncode == 0, res.stderr
+    first = next(line for line in res.stdout.splitlines() if line.startswith("1. "))
+    assert any(word in first for word in ("strong", "likely", "possible")) and "score" not in first, first

@@ -1,6 +1,6 @@
 """One vocabulary, checked in every direction: the signal kinds the detectors emit, the links and
 how-to-tell rows keyed by them, and the probe reading names the detectors read.
-(`matched_by` phrases and the how-to-tell table are checked in tests/test_explain.py.)"""
+(`matched_by` phrases and the how-to-tell table are checked in tests/advisor/test_explain.py.)"""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from advisor.detectors import REGISTRY
 from advisor.matcher import signal_links
 from advisor.models import Role
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KINDS = {d.kind for d in REGISTRY}
 ROLES = set(typing.get_args(Role))
 

@@ -44,7 +44,7 @@ _CHILD = textwrap.dedent(
 
 
 def _start(run: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     return subprocess.Popen([sys.executable, "-c", _CHILD, str(run)], stdout=subprocess.PIPE, env=env, text=True)
 
 

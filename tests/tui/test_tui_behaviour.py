@@ -4,7 +4,7 @@ back, ★ stays until the entry is looked at, the cursor stays on its entry, a s
 the detail pane leads with what was seen and the fix, and data with ±1e308/NaN/inf is drawn.
 
 The reader, matcher, notes and KB are the real ones (the shipped KB, real embeddings); the detectors
-are the fixed set of tests/test_tui.py where a flow must not depend on detector thresholds.
+are the fixed set of tests/tui/test_tui.py where a flow must not depend on detector thresholds.
 """
 
 from __future__ import annotations

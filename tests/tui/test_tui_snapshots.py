@@ -1,8 +1,8 @@
 """Snapshots of the TUI's screens at 80x24 (and one wide layout), on fixed data: a made-up run, fixed
 signals and suggestions, and a small in-memory KB, so they change only when the UI does.
 
-Update with `pytest tests/test_tui_snapshots.py --snapshot-update` and look at the SVGs in
-tests/__snapshots__/test_tui_snapshots/ before committing them.
+Update with `pytest tests/tui/test_tui_snapshots.py --snapshot-update` and look at the SVGs in
+tests/tui/__snapshots__/test_tui_snapshots/ before committing them.
 """
 
 from __future__ import annotations

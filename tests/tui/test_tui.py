@@ -31,7 +31,7 @@ from tui.session import Pipeline, demo_run_path
 from tui.widgets.detail import SuggestionDetail
 from tui.widgets.suggestions import SuggestionTable
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SIZE = (80, 24)
 
 
