@@ -22,10 +22,11 @@ import os
 import re
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 import numpy as np
 
@@ -95,6 +96,25 @@ def _connect(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise KBError(sqlite_message(exc, path)) from exc
     return con
+
+
+@contextmanager
+def _transaction(path: Path) -> Iterator[sqlite3.Connection]:
+    """One write transaction on its own connection: BEGIN IMMEDIATE ... COMMIT, rolled back on any
+    error (a kill mid-way leaves the last committed state); sqlite errors become one KBError line."""
+    con = _connect(path)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        yield con
+        con.execute("COMMIT")
+    except BaseException as exc:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise KBError(sqlite_message(exc, path)) from exc
+        raise
+    finally:
+        con.close()
 
 
 def _migrate(con: sqlite3.Connection) -> None:
@@ -257,18 +277,9 @@ def refresh_index(kb: KBFile) -> int:
     path = kb.path
     kb.close()
     with writer_lock(path, on_wait=kb.on_wait):
-        con = _connect(path)
-        try:
-            con.execute("BEGIN IMMEDIATE")
+        with _transaction(path) as con:
             changed = _rewrite_index_text(con) if index_stale(con) else 0  # another process may have done it
             con.execute("INSERT OR REPLACE INTO kb_meta VALUES (?, ?)", (INDEX_KEY, index_version()))
-            con.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise KBError(sqlite_message(exc, path)) from exc
-        finally:
-            con.close()
     return changed
 
 
@@ -523,21 +534,12 @@ def _document_rows(path: Path) -> list[dict]:
 
 # ---- remove -----------------------------------------------------------------------------------
 def _delete_sources(path: Path, sources: list[str]) -> dict[str, int]:
-    con = _connect(path)
     counts: dict[str, int] = {}
-    try:
-        con.execute("BEGIN IMMEDIATE")
+    with _transaction(path) as con:
         for s in sources:
             con.execute("DELETE FROM embeddings WHERE id IN (SELECT id FROM entries WHERE source = ?)", (s,))
             counts[s] = con.execute("DELETE FROM entries WHERE source = ?", (s,)).rowcount
             con.execute("DELETE FROM documents WHERE source = ?", (s,))
-        con.execute("COMMIT")
-    except sqlite3.Error as exc:
-        if con.in_transaction:
-            con.execute("ROLLBACK")
-        raise KBError(sqlite_message(exc, path)) from exc
-    finally:
-        con.close()
     return counts
 
 
