@@ -26,21 +26,11 @@ from advisor.models import Evidence, Suggestion
 from advisor.notes import NotesStore
 from kb.models import Provenance
 from test_tui import SIZE, make_app, rows, screen_text, wait_for, wait_loaded, _write_live_store  # noqa: F401
+from test_tui import _quiet_env, notes_path  # noqa: F401  (the same fixtures: quiet LLM settings, a private notes file)
 from tui.session import KB_EMPTY
 from tui.widgets.detail import SuggestionDetail
 from tui.widgets.spark import render_spark
 from tui.widgets.suggestions import SuggestionTable
-
-
-@pytest.fixture
-def notes_path(tmp_path) -> Path:
-    return tmp_path / "notes.db"
-
-
-@pytest.fixture(autouse=True)
-def _quiet_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("TRAIN_ADVISOR_LLM_BACKEND", "none")
-    monkeypatch.setenv("TRAIN_ADVISOR_NOTES", str(tmp_path / "default-notes.db"))
 
 
 # ---- keys pressed fast ---------------------------------------------------------------------------
