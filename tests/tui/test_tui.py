@@ -434,9 +434,11 @@ async def test_runs_screen_switches_runs(built_kb_path, notes_path, tmp_path):
         app.screen.query_one("#runs-table").action_select_cursor()
         await wait_loaded(pilot, generation=3)
         assert main.session.target == run_key(demo_run_path())
-        # let the closed Runs screen finish leaving before the app shuts down (a prune racing it raises)
-        await app.workers.wait_for_complete()
+        # let the closed Runs screen finish leaving, then the detail pane's re-render that the main
+        # screen starts on resuming, before the app shuts down (a prune racing either raises)
         await wait_for(pilot, lambda: app.screen is main, what="the main screen")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
 
 
 async def test_unreadable_target_shows_an_error_and_stays_usable(built_kb_path, notes_path, tmp_path):

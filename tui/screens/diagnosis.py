@@ -87,7 +87,7 @@ class DiagnosisScreen(Screen):
         self.query_one(SuggestionTable).show([], {})
         self.query_one(SuggestionTable).loading = True
         self._set_status("loading…")
-        self.run_worker(self.query_one(SuggestionDetail).show_message(f"Opening {target}…"), group="detail", exclusive=True)
+        self.run_worker(self.query_one(SuggestionDetail).show_message(f"Opening {target}…"), group="detail")
         self.load(target)
 
     @work(thread=True, exclusive=True, group="load")
@@ -123,7 +123,6 @@ class DiagnosisScreen(Screen):
                 f"Could not open {target}:\n{self.error}\n\nr: open another run · /: search the knowledge base"
             ),
             group="detail",
-            exclusive=True,
         )
         self.notify(self.error, title="Could not open the run", severity="error")
 
@@ -176,7 +175,7 @@ class DiagnosisScreen(Screen):
             if not s.signals:
                 lines.append("The detectors found no symptoms in this run. d: describe what you see · /: search")
             self._shown_id = None
-            self.run_worker(self.query_one(SuggestionDetail).show_message("\n".join(lines)), group="detail", exclusive=True)
+            self.run_worker(self.query_one(SuggestionDetail).show_message("\n".join(lines)), group="detail")
         else:
             self.show_detail(force=True)
 
@@ -210,7 +209,6 @@ class DiagnosisScreen(Screen):
                 sug, entry=entry, run=s.run, signals=s.signals, mark=mark, new_evidence=new_evidence, keep_scroll=same, dismissed=dismissed
             ),
             group="detail",
-            exclusive=True,
         )
 
     @on(DataTable.RowHighlighted, "#suggestions")

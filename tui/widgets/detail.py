@@ -7,6 +7,8 @@ The detector's own fields (value, threshold, trend statistics, role...) are behi
 
 from __future__ import annotations
 
+import asyncio
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
@@ -142,6 +144,11 @@ class SuggestionDetail(VerticalScroll):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._markdown_text: dict[str, str] = {}
+        # One render at a time, the newest request wins: a render is never cancelled half way (a
+        # Markdown update or a mount cancelled mid-way leaves widgets that never answer again);
+        # a request that a newer one overtook while it waited does nothing.
+        self._render_lock = asyncio.Lock()
+        self._requests = 0
     FOCUSED_TITLE = "Detail (keys here) · esc: back to the list"
 
     def on_mount(self) -> None:
@@ -163,12 +170,20 @@ class SuggestionDetail(VerticalScroll):
         self.toggle_class("-internals")
         return self.internals
 
+    async def _render_latest(self, render) -> None:
+        self._requests += 1
+        request = self._requests
+        async with self._render_lock:
+            if request != self._requests:
+                return
+            try:
+                await render()
+            except NoMatches:  # its parts are gone: the app is closing
+                pass
+
     async def show(self, sug, **kwargs) -> None:
         """Show a suggestion (see `_show`); nothing when the pane is being torn down (the app quits)."""
-        try:
-            await self._show(sug, **kwargs)
-        except NoMatches:  # its parts are gone: the app is closing
-            pass
+        await self._render_latest(lambda: self._show(sug, **kwargs))
 
     async def _show(self, sug, *, entry=None, run=None, signals=(), mark=None, new_evidence=frozenset(), keep_scroll: bool = False, dismissed: bool = False) -> None:
         head = Text()
@@ -249,10 +264,7 @@ class SuggestionDetail(VerticalScroll):
             await self.query_one(selector, Markdown).update(text)
 
     async def show_message(self, text: str) -> None:
-        try:
-            await self._show_message(text)
-        except NoMatches:  # its parts are gone: the app is closing
-            pass
+        await self._render_latest(lambda: self._show_message(text))
 
     async def _show_message(self, text: str) -> None:
         self._signature = None
