@@ -57,6 +57,7 @@ class KnowledgeBase:
         self.path = Path(path).expanduser() if path else default_db_path()
         self._matrix: np.ndarray | None = None
         self._matrix_ids: list[str] = []
+        self._unit_cache: dict[str, np.ndarray] = {}
         self._entry_cache: dict[str, Entry] = {}
         self._con: sqlite3.Connection | None = None
         self._executor = None
@@ -141,6 +142,7 @@ class KnowledgeBase:
             self._con.close()
             self._con = None
         self._matrix = None
+        self._unit_cache.clear()
         self._entry_cache.clear()
 
     def ensure_built(self) -> "KnowledgeBase":
@@ -279,14 +281,18 @@ class KnowledgeBase:
         return self._matrix_ids, self._matrix
 
     def _unit_vectors(self, ids) -> dict[str, np.ndarray]:
-        """Unit-length summed view vectors of these entries (for near-duplicate checks)."""
+        """Unit-length summed view vectors of these entries (for near-duplicate checks), normalised once per entry."""
         _, mat = self._load_matrix()
+        cache = self._unit_cache
         out = {}
         for eid in ids:
-            row = self._matrix_row.get(eid)
-            if row is not None:
-                v = mat[row]
-                out[eid] = v / max(float(np.linalg.norm(v)), 1e-12)
+            v = cache.get(eid)
+            if v is None:
+                row = self._matrix_row.get(eid)
+                if row is None:
+                    continue
+                v = cache[eid] = mat[row] / max(float(np.linalg.norm(mat[row])), 1e-12)
+            out[eid] = v
         return out
 
     def bm25(self, text: str, limit: int = CANDIDATES, source: str | None = None) -> list[tuple[str, float]]:
@@ -303,10 +309,9 @@ class KnowledgeBase:
         """Ids, scores and per-method ranks, best first (`search` without loading the entries)."""
         if mode not in ("hybrid", "bm25", "dense"):
             raise KBError(f"unknown search mode {mode!r} (hybrid, bm25 or dense)")
-        if source:
-            sources = self.stats()
-            if source not in sources:
-                raise KBError(f"no source {source!r} in the KB (have: {', '.join(sources)})")
+        if source and self._read().execute("SELECT 1 FROM entries WHERE source = ? LIMIT 1", (source,)).fetchone() is None:
+            # an indexed lookup per query; counting every source (stats) only for the message
+            raise KBError(f"no source {source!r} in the KB (have: {', '.join(self.stats())})")
         prepared = ranking.prepare_query(text)
         lexical: list[tuple[str, float]] = []
         semantic: list[tuple[str, float]] = []
