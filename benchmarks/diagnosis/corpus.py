@@ -268,15 +268,20 @@ def _neg_cos(p, z):
     return -nn.functional.cosine_similarity(p, z, dim=-1).mean()
 
 
-def ssl_run(run: Path, method: str, *, stop_grad=True, steps=150, batch=128, seed=0, lr=0.05, batch_norm=True) -> Path:
-    """SimSiam / BYOL (EMA target) / VICReg / SimCLR on digits with noise-and-dropout views."""
+def ssl_run(run: Path, method: str, *, stop_grad=True, steps=150, batch=128, seed=0, lr=0.05, batch_norm=True,
+            predictor: bool | None = None, bottleneck=128, variance_weight=25.0, covariance_weight=1.0, x=None) -> Path:
+    """SimSiam / BYOL (EMA target) / VICReg / SimCLR on digits with noise-and-dropout views.
+
+    predictor: None = the method's own (SimSiam and BYOL have one); bottleneck: the encoder's hidden width;
+    variance_weight, covariance_weight: VICReg's coefficients on its variance and covariance terms."""
     import copy
 
     from advisor import Probe
 
     torch.manual_seed(seed)
-    x, _ = digits()
-    net = SSLNet(predictor=method in ("simsiam", "byol"), batch_norm=batch_norm)
+    if x is None:
+        x, _ = digits()
+    net = SSLNet(predictor=method in ("simsiam", "byol") if predictor is None else predictor, batch_norm=batch_norm, bottleneck=bottleneck)
     target = copy.deepcopy(net.encoder) if method == "byol" else None
     if target is not None:
         for p in target.parameters():
@@ -300,7 +305,8 @@ def ssl_run(run: Path, method: str, *, stop_grad=True, steps=150, batch=128, see
                 inv = nn.functional.mse_loss(z1, z2)
                 std = lambda z: torch.relu(1 - torch.sqrt(z.var(0) + 1e-4)).mean()  # noqa: E731
                 cov = lambda z: ((z - z.mean(0)).T @ (z - z.mean(0)) / (len(z) - 1)).fill_diagonal_(0).pow(2).sum() / z.shape[1]  # noqa: E731
-                terms = {"loss_invariance": 25 * inv, "loss_variance": 25 * (std(z1) + std(z2)), "loss_covariance": cov(z1) + cov(z2)}
+                terms = {"loss_invariance": 25 * inv, "loss_variance": variance_weight * (std(z1) + std(z2)),
+                         "loss_covariance": covariance_weight * (cov(z1) + cov(z2))}
                 loss = sum(terms.values())
             elif method == "invariance_only":  # VICReg without its variance and covariance terms
                 loss = nn.functional.mse_loss(z1, z2)
@@ -690,6 +696,21 @@ FAULTS: list[Case] = [
     Case("overfit_small_cnn", f_overfit_small_cnn, ["guide/012-validation-loss-increasing-while-training-loss-decreases", "catalog/004-early-overfitting-or-poor-generalization", "catalog/061-model-quickly-memorizes-training-set"], CLS + ["convolution"], "32 noisy samples, CNN"),
     Case("weight_decay_huge", f_weight_decay_huge, PLATEAU + ["catalog/067-kernel-weights-are-all-small-in-magnitude"], CLS, "AdamW weight decay 50"),
 ]
+
+
+def _load_sibling(name: str):
+    """A module of this folder by its path (the folder is not a package, and tests load corpus by path)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+# the same mechanisms as simsiam/invariance collapse and unnormalised inputs, in other settings
+FAULTS += _load_sibling("more_faults").faults(sys.modules[__name__])
+
 
 # --------------------------------------------------------------------------- healthy cases
 
