@@ -11,7 +11,7 @@ lr_decay_plateau, high_plateau, overfitting), `gradients` (grad_spike, clip_pres
 reward_spread_collapse) on a log's curves; on probe readings, `readings` (the shared sustained-window
 test and the rule table of threshold-style checks: saturation, identical_outputs, vanishing/exploding
 gradients, zero_gradients, large_updates, dead_dimensions, uneven_feature_norms, codebook_collapse,
-uniform_attention, data_loading_bottleneck), `activations` (dead_units, ReLU layers only), `weights`
+uniform_attention, data_loading_bottleneck), `activations` (dead_units, ReLU layers only; input_scale), `weights`
 (nonfinite_gradients, frozen_parameters, weight_growth, exploding/accumulating_gradients),
 `representations` (representation_collapse, partial_collapse, low_rank, correlated_dimensions) and
 `outputs` (class_collapse, overconfidence, gpu_memory_pressure). `base` holds what they share.
@@ -90,6 +90,9 @@ REGISTRY: list[Detector] = [
     Detector("dead_units", activations.detect_dead_units,
              f"act/*/zero_fraction >= {activations.DEAD_ZERO_FRACTION:.0%} sustained, ReLU layers only",
              "Wardat et al. 2022 (DeepDiagnosis); Zhang et al. 2021 (AUTOTRAINER dying ReLU)", "readings"),
+    Detector("input_scale", activations.detect_input_scale,
+             f"the first watched layer's output std >= {activations.INPUT_SCALE_STD:g} at the run's first step (unit-scale inputs read well under 1)",
+             "LeCun et al. 1998 (Efficient BackProp: normalise inputs); Glorot & Bengio 2010; He et al. 2015", "readings"),
     Detector("exploding_gradients", weights.detect_gradient_growth,
              f"gradient norm's last third >= {weights.GRAD_GROWTH:g}x its first third and still rising (>= {weights.GRAD_GROWTH_WHILE_LEARNING:g}x if the loss improves by {weights.LOSS_IMPROVED:.0%})",
              "Pascanu et al. 2013", "readings"),
@@ -111,13 +114,15 @@ REGISTRY: list[Detector] = [
              "Chen & He 2021 (SimSiam collapse check)", "readings"),
     Detector("partial_collapse", representations.detect_partial_collapse,
              f"mean pairwise cosine >= {representations.PARTIAL_COSINE} in the last third, risen >= {representations.PARTIAL_COSINE_RISE} "
-             f"or with the effective rank at <= {representations.PARTIAL_RANK_FALL:.0%} of its peak",
+             f"or with the effective rank at <= {representations.PARTIAL_RANK_FALL:.0%} of its peak, or rising third by third (Welch t >= "
+             f"{representations.PARTIAL_TREND_T:g}) while the normalised spread falls (t <= -{representations.PARTIAL_TREND_T:g})",
              "Jing et al. 2022 (dimensional collapse); Chen & He 2021 (SimSiam stop-gradient); Wang & Isola 2020", "readings"),
     Detector("low_rank", representations.detect_low_rank, f"effective_rank_ratio < {representations.LOW_RANK_RATIO} sustained and not rising",
              "Garrido et al. 2023 (RankMe); Jing et al. 2022", "readings"),
     Detector("correlated_dimensions", representations.detect_correlated_dimensions,
-             f"offdiag_cov_energy >= {representations.CORRELATED_ENERGY} with top-1 variance share >= {representations.CORRELATED_TOP1}",
-             "Bardes et al. 2022 (VICReg covariance term); Zbontar et al. 2021 (Barlow Twins)", "readings"),
+             f"offdiag_cov_energy >= {representations.CORRELATED_ENERGY} with top-1 variance share >= {representations.CORRELATED_TOP1}; "
+             f"medium only with the effective rank at <= {representations.PARTIAL_RANK_FALL:.0%} of its peak or < {representations.LOW_RANK_RATIO}",
+             "Bardes et al. 2022 (VICReg covariance term); Zbontar et al. 2021 (Barlow Twins); Simon et al. 2023 (stepwise SSL)", "readings"),
     Detector("class_collapse", outputs.detect_class_collapse,
              f"top_class_share >= max({outputs.CLASS_TOP_SHARE}, 3/K) ({outputs.BINARY_TOP_SHARE} for 2 classes) sustained",
              "majority-class baseline; Buda et al. 2018 (class imbalance in CNNs)", "readings"),

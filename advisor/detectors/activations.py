@@ -60,3 +60,50 @@ def detect_dead_units(ctx: Context) -> list[Signal]:
                                            numbers=window_numbers(w, layer=name, dead_unit_share=dead_share,
                                                                   activation=(ctx.run.meta.get(rn.META_ACTIVATION_KINDS) or {}).get(name)))))
     return worst(found)
+
+
+# ---- input scale ----------------------------------------------------------------------------------------
+# Default initialisations (LeCun et al. 1998, Efficient BackProp; Glorot & Bengio 2010; He et al. 2015)
+# keep a layer's outputs at about the scale of its inputs, and assume inputs of about unit scale
+# (standardised features, pixels in [0, 1]): a healthy first layer reads a std well under 1 before the
+# first update. Ten times the unit scale there means the inputs (or that layer's initial weights) are an
+# order of magnitude off; the first gradients are as many times too large, and the first steps blow the
+# weights up or kill the units. Read on the first layer the probe watches, at the run's first step only
+# (a probe attached to a resumed run reads trained weights, whose scale says nothing about the inputs).
+INPUT_SCALE_STD = 10.0
+INIT_STEP_MAX = 1  # training loops count from 0 or 1
+
+
+def _first_layer_std(ctx: Context):
+    """(layer, Series of its act std) for the first layer the probe watches, in module order."""
+    kinds = ctx.run.meta.get(rn.META_ACTIVATION_KINDS)
+    order = list(kinds) if isinstance(kinds, dict) else []
+    order += [layer(s.name, rn.ACT, rn.STD) for s in ctx.probes(rn.STD) if s.name.startswith(rn.ACT + "/")]
+    for name in order:
+        s = ctx.get(rn.act(name, rn.STD))
+        if s is not None:
+            return name, s
+    return None
+
+
+def detect_input_scale(ctx: Context) -> list[Signal]:
+    found = _first_layer_std(ctx)
+    if found is None:
+        return []
+    name, s = found
+    c = ctx.curve(s)
+    if not len(c) or c.steps[0] > INIT_STEP_MAX or c.steps[0] > ctx.axis_start:
+        return []
+    std0, step0 = float(c.values[0]), float(c.steps[0])
+    if std0 < INPUT_SCALE_STD:
+        return []
+    grad = ctx.get(rn.GRAD_GLOBAL_NORM)
+    g0 = float(ctx.curve(grad).values[0]) if grad is not None and len(ctx.curve(grad)) and ctx.curve(grad).steps[0] == step0 else None
+    summary = (f"At {ctx.run.axis} {fmt(step0)}, before any update, layer {name}'s outputs have a std of {fmt(std0)}, "
+               f"{std0:.0f}x the unit scale weight initialisation assumes"
+               + (f" (the gradient norm is {fmt(g0)})" if g0 is not None else "")
+               + ": the inputs are not normalised, or the first layer starts with weights far too large.")
+    return [ctx.signal("input_scale", s, step0, step0, "high", summary,
+                       "inputs not normalised, raw input scale, gradient norms exploding at the start, weight scale mismatch",
+                       value=std0, threshold=INPUT_SCALE_STD, numbers={"layer": name, "std_at_init": std0, "grad_norm_at_init": g0},
+                       early_cap=False)]

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from advisor import reading_names as rn
-from advisor.detectors.base import Context, fmt, odd, pct, rolling_median
+from advisor.detectors.base import Context, fmt, odd, pct, rolling_median, welch_t
 from advisor.detectors.readings import family, sustained, window_numbers
 from advisor.models import Signal
 
@@ -103,10 +103,16 @@ def detect_correlated_dimensions(ctx: Context) -> list[Signal]:
         top1_v = ctx.median_of(rn.of(fam, rn.TOP1_VARIANCE_SHARE), last=w.points)
         if top1_v is not None and top1_v < CORRELATED_TOP1:
             continue  # off-diagonal energy without one dominant direction is mostly sampling noise (D close to N)
+        # Early in training a healthy SSL representation concentrates on a few directions and adds the
+        # next ones step by step (Simon et al. 2023, the stepwise nature of SSL): correlation is a fault
+        # when the representation narrows with it, its effective rank at half of its peak (the
+        # partial-collapse limit) or under the low-rank limit, not while the rank holds its level.
+        narrow = _rank_fell(ctx, fam)[2] or (ctx.median_of(rn.of(fam, rn.EFFECTIVE_RANK_RATIO), last=w.points) or 1.0) < LOW_RANK_RATIO
         summary = (f"{w.median:.0%} of the {fam} covariance energy is off the diagonal"
                    + (f" and one direction holds {top1_v:.0%} of the variance" if top1_v is not None else "")
-                   + f" from {ctx.run.axis} {fmt(w.start)}: the dimensions carry the same signal.")
-        out.append(ctx.signal("correlated_dimensions", s, w.start, w.end, "medium", summary,
+                   + f" from {ctx.run.axis} {fmt(w.start)}: the dimensions carry the same signal"
+                   + ("." if narrow else ", though the effective rank holds over half of its peak."))
+        out.append(ctx.signal("correlated_dimensions", s, w.start, w.end, "medium" if narrow else "low", summary,
                               "embedding dimensions are highly correlated, redundant features", value=w.median,
                               threshold=CORRELATED_ENERGY, numbers=window_numbers(w, top1_variance_share=top1_v)))
     return out
@@ -122,6 +128,22 @@ def detect_correlated_dimensions(ctx: Context) -> list[Signal]:
 PARTIAL_COSINE = 0.5
 PARTIAL_COSINE_RISE = 0.3
 PARTIAL_RANK_FALL = 0.5
+# A slow partial collapse crosses none of those limits: the cosine creeps up by less than 0.3 while the
+# spread of the L2-normalised rows (scale-free: the variance criterion of Bardes et al. 2022 / the std
+# check of Chen & He 2021, read on directions) shrinks. Each change is judged against the curve's own
+# noise, Welch's t between its first and last third (as the reward trends are), and the cosine must rise
+# third by third: healthy SSL runs rise in their first steps and then fall back as the spread recovers.
+PARTIAL_TREND_T = 2.0
+
+
+def _rank_fell(ctx: Context, fam: str) -> tuple[float | None, float | None, bool]:
+    """(peak, last-third level, whether it is at <= PARTIAL_RANK_FALL of the peak) of a family's effective rank."""
+    rank = ctx.get(rn.of(fam, rn.EFFECTIVE_RANK_RATIO)) or ctx.get(rn.of(fam, rn.EFFECTIVE_RANK))
+    if rank is None or len(ctx.curve(rank)) < 6:
+        return None, None, False
+    rv = ctx.curve(rank).values
+    peak, last = float(np.max(rolling_median(rv, 3))), float(np.median(rv[-max(2, len(rv) // 3):]))
+    return peak, last, peak > 0 and last <= PARTIAL_RANK_FALL * peak
 
 
 def partial_collapse(ctx: Context, fam: str) -> dict | None:
@@ -142,18 +164,40 @@ def partial_collapse(ctx: Context, fam: str) -> dict | None:
     std_last = ctx.median_of(rn.of(fam, rn.L2NORM_STD), last=third)
     if ref and std_last is not None and std_last < COLLAPSE_STD_RATIO * ref:
         return None  # complete collapse by the std test
-    rank = ctx.get(rn.of(fam, rn.EFFECTIVE_RANK_RATIO)) or ctx.get(rn.of(fam, rn.EFFECTIVE_RANK))
-    rank_peak = rank_last = None
-    if rank is not None and len(ctx.curve(rank)) >= 6:
-        rv = ctx.curve(rank).values
-        rank_peak, rank_last = float(np.max(rolling_median(rv, 3))), float(np.median(rv[-max(2, len(rv) // 3):]))
-    rank_fell = rank_peak is not None and rank_peak > 0 and rank_last <= PARTIAL_RANK_FALL * rank_peak
-    if last - first < PARTIAL_COSINE_RISE and not rank_fell:
+    rank_peak, rank_last, rank_fell = _rank_fell(ctx, fam)
+    creep = _slow_collapse(ctx, fam, v)
+    if last - first < PARTIAL_COSINE_RISE and not rank_fell and creep is None:
         return None
     return {"cosine_first_third": first, "cosine_last_third": last, "rank_peak": rank_peak, "rank_last": rank_last,
-            "rank_fell": rank_fell, "start": float(c.steps[keep][0] if keep.sum() >= 6 else c.steps[0]), "end": float(c.steps[-1]),
+            "rank_fell": rank_fell, **(creep or {}), "start": float(c.steps[keep][0] if keep.sum() >= 6 else c.steps[0]), "end": float(c.steps[-1]),
             "series": cos.name, "effective_rank": ctx.median_of(rn.of(fam, rn.EFFECTIVE_RANK), last=third),
             "dim": ctx.median_of(rn.of(fam, rn.DIM))}
+
+
+def _thirds(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    third = max(2, len(v) // 3)
+    return v[:third], v[third:-third], v[-third:]
+
+
+def _slow_collapse(ctx: Context, fam: str, cos_v: np.ndarray) -> dict | None:
+    """The cosine rising third by third beyond its noise while the normalised spread falls beyond its own."""
+    spread = ctx.get(rn.of(fam, rn.L2NORM_STD))
+    if spread is None:
+        return None
+    c = ctx.curve(spread)
+    sv = c.values[c.steps > ctx.early_end] if (c.steps > ctx.early_end).sum() >= 6 else c.values
+    if len(sv) < 6:
+        return None
+    a, m, b = _thirds(cos_v)
+    if not (len(m) and np.median(a) < np.median(m) < np.median(b)):
+        return None
+    cos_t = welch_t(a, b)
+    sa, _, sb = _thirds(sv)
+    spread_t = welch_t(sa, sb)
+    if cos_t < PARTIAL_TREND_T or spread_t > -PARTIAL_TREND_T:
+        return None
+    return {"cosine_trend_t": cos_t, "spread_trend_t": spread_t, "spread_first_third": float(np.median(sa)),
+            "spread_last_third": float(np.median(sb))}
 
 
 def detect_partial_collapse(ctx: Context) -> list[Signal]:
@@ -167,6 +211,9 @@ def detect_partial_collapse(ctx: Context) -> list[Signal]:
             rank_text = f"; its effective rank is {fmt(ev['effective_rank'])}" + (f" of {fmt(ev['dim'])} dimensions" if ev["dim"] else "")
         elif ev["rank_fell"]:
             rank_text = f"; its effective rank fell from {fmt(ev['rank_peak'])} to {fmt(ev['rank_last'])}"
+        if "spread_trend_t" in ev:
+            rank_text += (f"; the spread of its L2-normalised rows shrinks from {fmt(ev['spread_first_third'])} to "
+                          f"{fmt(ev['spread_last_third'])} (Welch t {ev['spread_trend_t']:.1f}) while the cosine keeps rising (t {ev['cosine_trend_t']:.1f})")
         summary = (f"The {fam} representation partly collapses: the mean pairwise cosine rises from {ev['cosine_first_third']:.2f} "
                    f"to {ev['cosine_last_third']:.2f}{rank_text} — the embeddings fold onto a few directions.")
         severity = "high" if ev["rank_fell"] and ev["cosine_last_third"] - ev["cosine_first_third"] >= PARTIAL_COSINE_RISE else "medium"

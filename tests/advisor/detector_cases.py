@@ -169,8 +169,10 @@ def mlp(widths: list[int], act=None, bias: float | None = None):
 
 
 def train_classifier(run: Path, model, *, steps: int = 150, batch: int = 64, lr: float = 2e-3, opt: str = "adam",
-                     zero_grad: bool = True, random_labels: bool = False, lr_at=None, every: int = 5, seed: int = 0) -> Path:
-    """A plain supervised loop on digits, the way the README tells users to wire the Probe."""
+                     zero_grad: bool = True, random_labels: bool = False, lr_at=None, every: int = 5, seed: int = 0,
+                     input_scale: float = 1.0) -> Path:
+    """A plain supervised loop on digits, the way the README tells users to wire the Probe.
+    input_scale: what the pixels are multiplied by (255: a pipeline that never divides raw 0-255 values)."""
     import torch
     from torch import nn
 
@@ -178,6 +180,7 @@ def train_classifier(run: Path, model, *, steps: int = 150, batch: int = 64, lr:
 
     torch.manual_seed(seed)
     x, y = digits(seed)
+    x = x * input_scale
     g = torch.Generator().manual_seed(seed)
     optimizer = (torch.optim.Adam(model.parameters(), lr=lr) if opt == "adam"
                  else torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9))
@@ -239,6 +242,47 @@ def train_simsiam(run: Path, *, stop_grad: bool, steps: int = 150, batch: int = 
             loss.backward()
             probe.step(step=step, loss=loss, embeddings=z1)
             optimizer.step()
+    return run
+
+
+def train_byol(run: Path, *, predictor: bool, steps: int = 150, batch: int = 128, lr: float = 0.05, seed: int = 0) -> Path:
+    """BYOL (Grill et al. 2020) on digits: an EMA target encoder, and an online predictor unless `predictor`
+    is False — without it the two branches are nearly symmetric and the embeddings slowly fold together."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from advisor import Probe
+
+    torch.manual_seed(seed)
+    x, _ = digits(seed)
+    encoder = nn.Sequential(nn.Linear(64, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Linear(128, 32))
+    head = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 32)) if predictor else nn.Identity()
+    target = copy.deepcopy(encoder).requires_grad_(False)
+    model = nn.ModuleDict({"encoder": encoder, "predictor": head})
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def view(xb):
+        return (xb + 0.1 * torch.randn(xb.shape, generator=g)) * (torch.rand(xb.shape, generator=g) > 0.15)
+
+    with Probe(model, run=run, every=5) as probe:
+        for step in range(steps):
+            xb = x[torch.randint(0, len(x), (batch,), generator=g)]
+            v1, v2 = view(xb), view(xb)
+            z1, z2 = encoder(v1), encoder(v2)
+            with torch.no_grad():
+                t1, t2 = target(v1), target(v2)
+            loss = -(F.cosine_similarity(head(z1), t2, dim=-1).mean() + F.cosine_similarity(head(z2), t1, dim=-1).mean()) / 2
+            optimizer.zero_grad()
+            loss.backward()
+            probe.step(step=step, loss=loss, embeddings=z1)
+            optimizer.step()
+            with torch.no_grad():
+                for pt, po in zip(target.parameters(), encoder.parameters()):
+                    pt.mul_(0.99).add_(po, alpha=0.01)
     return run
 
 

@@ -32,7 +32,9 @@ FAULTS = [
     ("representation_collapse", {"embeddings/l2norm_std": after(150, 0.005, 0.11), "embeddings/mean_pairwise_cosine": after(150, 0.99, 0.05)},
      "embeddings/l2norm_std", 150),
     ("low_rank", {"embeddings/effective_rank_ratio": 2 / 64, "embeddings/effective_rank": 2.0}, "embeddings/effective_rank_ratio", 0),
-    ("correlated_dimensions", {"embeddings/offdiag_cov_energy": 0.95, "embeddings/top1_variance_share": 0.8}, "embeddings/offdiag_cov_energy", 0),
+    ("correlated_dimensions", {"embeddings/offdiag_cov_energy": 0.95, "embeddings/top1_variance_share": 0.8,
+                               "embeddings/effective_rank": lambda i, n: 40 - 30 * i / n, "embeddings/effective_rank_ratio": lambda i, n: (40 - 30 * i / n) / 64},
+     "embeddings/offdiag_cov_energy", 0),
     ("dead_dimensions", {"embeddings/dead_dim_share": after(100, 0.5, 0.0)}, "embeddings/dead_dim_share", 100),
     ("class_collapse", {"logits/top_class_share": after(100, 0.95, 0.15)}, "logits/top_class_share", 100),
     ("overconfidence", {"logits/confidence": 0.99, "logits/accuracy": _noisy_reading(0.6)}, "logits/confidence", 0),
@@ -56,6 +58,14 @@ def test_probe_reading_faults_are_found_in_their_window(tmp_path, kind, change, 
     other_kinds = {x.kind for x in signals if x.severity != "low"} - {kind, "codebook_collapse", "usage_collapse", "overconfidence"}
     related = {"representation_collapse": {"correlated_dimensions", "low_rank"}, "low_rank": {"correlated_dimensions"}}
     assert other_kinds <= related.get(kind, set()), other_kinds
+
+
+def test_correlated_dimensions_while_the_rank_holds_are_a_note(tmp_path):
+    # one dominant, correlated direction while the effective rank keeps rising: how a healthy SSL
+    # representation learns its directions one after another, not a narrowing representation
+    change = {"embeddings/offdiag_cov_energy": 0.95, "embeddings/top1_variance_share": 0.8}
+    s = only(detect(read_log(probe_store(tmp_path / "run", {**HEALTHY_READINGS, **change}))), "correlated_dimensions", "embeddings/offdiag_cov_energy")
+    assert s.severity == "low" and "rank holds" in s.summary
 
 
 def test_a_symptom_that_went_away_is_not_reported(tmp_path):

@@ -57,6 +57,19 @@ def test_simsiam_without_stop_gradient_collapses_on_a_real_run(tmp_path):
     assert found and all(s.severity in ("medium", "high") for s in found)
 
 
+@pytest.mark.slow
+def test_byol_without_its_predictor_slowly_collapses_and_with_it_stays_quiet(tmp_path):
+    # no limit crossed (cosine under 0.9, rank not halved): the cosine creeps up third by third while the
+    # spread of the normalised rows shrinks, each beyond its own noise
+    from detector_cases import train_byol
+
+    s = only(detect(read_log(train_byol(tmp_path / "bare", predictor=False))), "partial_collapse", "embeddings/mean_pairwise_cosine")
+    assert s.severity == "medium" and s.numbers["cosine_trend_t"] >= 2 and s.numbers["spread_trend_t"] <= -2
+    assert s.numbers["spread_last_third"] < s.numbers["spread_first_third"] and "spread" in s.summary
+    healthy = detect(read_log(train_byol(tmp_path / "byol", predictor=True)))
+    assert not [x for x in healthy if x.severity != "low"]
+
+
 # ---- weight growth that flattens ------------------------------------------------------------------------------
 
 
