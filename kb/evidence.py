@@ -1,6 +1,6 @@
 """Evidence in a query: pasted log lines, metric dumps and tracebacks turned into named numbers and judged.
 
-A practitioner pastes `train/pairwise_cos 0.9987` or `loss: 2.3026` or a CUDA traceback; the words
+A practitioner pastes `train/mean_cos 0.998` or `loss: 2.3026` or a CUDA traceback; the words
 alone do not say "collapse" or "no learning". `read_numbers` keeps numbers whole (scientific
 notation, percentages, ranges, `a -> b` chains) and names each by the key before it; the judges below
 compare them with thresholds from the literature and return the symptom in the documents' words.
@@ -21,7 +21,8 @@ TINY_STD = 1e-3  # without D: a std this small across samples is constant output
 COSINE_COLLAPSE = 0.95  # mean pairwise cosine above this: embeddings point the same way
 CHANCE_TOLERANCE = 0.2  # accuracy within 20% (relative) of 1/C is chance level
 LN_C_TOLERANCE = 0.01  # loss within 1% (relative) of ln(C) is the loss of uniform predictions
-LN_C_EXACT = 5e-4  # without a class count: loss equal to ln(2), ln(10), ln(100), ln(1000) to 4 decimals
+LN_C_EXACT = 5e-4  # without a class count: loss equal to ln(2), ln(10), ln(100), ln(1000) to 4 decimals,
+# or to the precision it was written with (a loss of "2.3" is ln(10) as a person reads a curve)
 COMMON_CLASS_COUNTS = (2, 10, 100, 1000)
 EXPLODING_GRAD_NORM = 100.0  # gradient norm above 100 (troubleshooting guide: "Gradient norms > 100")
 VANISHING_GRAD_NORM = 1e-7  # DeepDiagnosis: mean |dW| < 1e-7 is vanishing
@@ -50,6 +51,8 @@ _TOKEN = re.compile(
 # words that sit between a key and its value, or are indexes rather than metrics
 _FILLER = frozenset("is are was at of the a an = : from around about only still stays stuck sits by every each after while with".split())
 _INDEX = re.compile(r"^(?:epoch|epochs|ep|step|steps|iter|iters|iteration|iterations|batch|_step|global_step|layer|block)$", re.I)
+# "after 10 epochs", "800 steps": a number before these counts where in the run, not a value
+_COUNTED = frozenset("epochs steps iters iterations batches updates".split())
 # a "from a to b" on these is a config change the user made, not a curve
 _HYPERPARAMETER = re.compile(r"\b(?:lr|learning[ _]rate|weight[ _]decay|wd|batch[ _]size|bs|momentum|temperature|temp|tau|warmup|dropout|beta\d?|eps|seed)\b")
 _SIZE_UNITS = frozenset(
@@ -61,7 +64,7 @@ _DATASET_CLASSES = {"cifar-10": 10, "cifar10": 10, "cifar-100": 100, "cifar100":
 
 @dataclass
 class Reading:
-    """A named series of numbers from the text: `loss: 1.21 ... 1.34`, `scale 65536 -> 32768`, `acc 10%`."""
+    """A named series of numbers from the text: `loss: 0.9 ... 1.1`, `scale 8192 -> 4096`, `acc 10%`."""
 
     name: str
     values: list[float] = field(default_factory=list)
@@ -69,6 +72,13 @@ class Reading:
     percent: bool = False
     is_range: bool = False
     arrow: bool = False
+    decimals: list[int] = field(default_factory=list)  # digits after the point of each value as written
+
+
+def _decimals(tok: str) -> int:
+    """Digits after the decimal point as written ("2.3" -> 1, "2.3026" -> 4, "3e-4" -> 0, "2" -> 0)."""
+    m = re.match(r"[-+]?\d*\.(\d+)(?![\d])(?![eE])", tok)
+    return len(m.group(1)) if m else 0
 
 
 def _value(tok: str) -> tuple[float, bool]:
@@ -78,7 +88,7 @@ def _value(tok: str) -> tuple[float, bool]:
 
 
 def read_numbers(text: str) -> list[Reading]:
-    """Named readings in text order. Repeated keys extend one series (`epoch 2 loss 4.10 | epoch 3 loss 4.09`).
+    """Named readings in text order. Repeated keys extend one series (`epoch 6 loss 3.2 | epoch 7 loss 3.1`).
 
     Index words (epoch, step, ...) take the one number that follows them and nothing else, so
     `w_norm 3.1 (ep 2) -> 90.4 (ep 60)` is one norm series and `epoch 2: 75s | epoch 40: 300s`
@@ -91,26 +101,38 @@ def read_numbers(text: str) -> list[Reading]:
     after_arrow = False
     pending_index: str | None = None
 
-    def add(name: str, values: list[float], pct: bool, unit: str = "", is_range: bool = False) -> Reading:
+    def add(name: str, values: list[float], pct: bool, unit: str = "", is_range: bool = False, decimals: int = 0) -> Reading:
         key = f"{name}#range{len(order)}" if is_range else name
         if key in readings:
             readings[key].values.extend(values)
+            readings[key].decimals.extend([decimals] * len(values))
             readings[key].unit = readings[key].unit or unit
         else:
-            readings[key] = Reading(name=name, values=values, percent=pct, unit=unit, is_range=is_range)
+            readings[key] = Reading(name=name, values=values, percent=pct, unit=unit, is_range=is_range, decimals=[decimals] * len(values))
             order.append(key)
         return readings[key]
 
+    last_value: Reading | None = None  # the reading the previous token (a number) went to
+    after_from = False  # the previous word was "from"
+    from_reading: Reading | None = None  # "rose from 52 s early on to 130 s": the reading "to" continues
     for m in _TOKEN.finditer(text):
         kind = m.lastgroup
         tok = m.group(0)
+        just_valued, last_value = last_value, None
+        was_from, after_from = after_from, False
         if kind in ("word", "word1"):
             low = tok.lower()
+            after_from = low == "from"
+            if just_valued is not None and low in _COUNTED and just_valued.values:
+                # "after 10 epochs", "for 800 steps": the number counted the index, it is not a value
+                just_valued.values.pop()
+                del just_valued.decimals[len(just_valued.values):]
+                continue
             if metric is not None and not name_words and pending_index is None and (low in _SIZE_UNITS or low in _DURATION_UNITS):
                 metric.unit = metric.unit or low
                 continue
             if low in _FILLER or re.fullmatch(r"(?:ep|epoch|step|iter)\d+", low):
-                continue  # "(ep5)" inside a series marks where, not what
+                continue  # "(ep3)" inside a series marks where, not what
             if _INDEX.match(low):
                 pending_index = low
                 continue
@@ -122,8 +144,12 @@ def read_numbers(text: str) -> list[Reading]:
             name_words = []
             pending_index = None
             after_arrow = False
+            from_reading = None
         elif kind == "arrow":
+            if metric is None and from_reading is not None:
+                metric, name_words = from_reading, []
             after_arrow = metric is not None
+            from_reading = pending_index = None  # "from 1.2 in the first epoch to 2.5": not epoch 2.5
         elif kind in ("num", "nan", "range"):
             unit = (m.group("unit") or "").lower() if kind == "num" else ""
             if pending_index is not None:  # "epoch 3": where in the run, not a value
@@ -142,12 +168,16 @@ def read_numbers(text: str) -> list[Reading]:
             else:
                 v, pct = _value(tok[: len(tok) - len(unit)] if unit else tok)
             if metric is not None and (after_arrow or not name_words):
-                metric.values.append(v)  # "a -> b" or "loss: 1.21 (ep5) 1.34 (ep10)": one series
+                metric.values.append(v)  # "a -> b" or "loss: 0.9 (ep3) 1.1 (ep6)": one series
+                metric.decimals.append(0 if pct or kind == "nan" else _decimals(tok))
+                last_value = metric
                 metric.arrow = metric.arrow or after_arrow
                 metric.unit = metric.unit or unit
                 after_arrow = False
                 continue
-            metric = add(name, [v], pct, unit)
+            metric = add(name, [v], pct, unit, decimals=0 if pct or kind == "nan" else _decimals(tok))
+            last_value = metric
+            from_reading = metric if was_from else None
             name_words = []
     return [readings[k] for k in order]
 
@@ -158,10 +188,15 @@ def is_chance_accuracy(accuracy: float, num_classes: int) -> bool:
     return abs(accuracy - chance) <= CHANCE_TOLERANCE * chance
 
 
-def is_uniform_prediction_loss(loss: float, num_classes: int | None = None) -> bool:
-    """Cross-entropy at ln(C): the model predicts the uniform distribution (nothing learned)."""
+def is_uniform_prediction_loss(loss: float, num_classes: int | None = None, decimals: int | None = None) -> bool:
+    """Cross-entropy at ln(C): the model predicts the uniform distribution (nothing learned).
+
+    decimals: how many digits the loss was written with; a rounded reading ("2.3", "0.69") is
+    compared with ln(C) rounded the same way."""
     if num_classes and num_classes > 1:
         return abs(loss - math.log(num_classes)) <= LN_C_TOLERANCE * math.log(num_classes)
+    if decimals is not None and 0 < decimals < 4:
+        return any(round(math.log(c), decimals) == round(loss, decimals) for c in COMMON_CLASS_COUNTS)
     return any(abs(loss - math.log(c)) <= LN_C_EXACT for c in COMMON_CLASS_COUNTS)
 
 
@@ -248,7 +283,8 @@ def findings(text: str) -> list[str]:
                 out.append("vanishing gradients tiny gradients")
         if _has(name, "acc", "top1") and classes and any(is_chance_accuracy(v if v <= 1 else v / 100, classes) for v in finite):
             out.append("chance-level accuracy not learning predicts one class loss constant")
-        if _has(name, "loss", "xent", "entropy") and any(is_uniform_prediction_loss(v, classes) for v in finite):
+        written = [(v, d) for v, d in zip(vals, r.decimals or [None] * len(vals)) if math.isfinite(v)]
+        if _has(name, "loss", "xent", "entropy") and any(is_uniform_prediction_loss(v, classes, d) for v, d in written):
             out.append("loss constant at chance not learning loss not decreasing")
         if _has(name, "std") and not _has(name, "norm") and any(is_collapsed_std(v, dim) for v in finite):
             out.append("collapse very low variance outputs constant across samples")

@@ -13,7 +13,7 @@ from kb.lexicon import expand_text, expansions, lexicon
     "text, words",
     [
         ("train/grad_norm 3.1e4", "gradient norm"),  # W&B key
-        ("val_loss_epoch rising", "validation"),  # Lightning key
+        ("val_loss_epoch climbing", "validation"),  # Lightning key
         ("eval_loss 2.9", "validation"),  # HF Trainer key
         ("Loss/train", None),  # TensorBoard tag: nothing to add, nothing invented
         ("wd=0 ema_tau=0.99", "weight decay"),
@@ -27,6 +27,12 @@ from kb.lexicon import expand_text, expansions, lexicon
         ("knn_top1", "k-NN"),
         ("loss_scale halved", "loss scale"),  # DeepSpeed / AMP log key
         ("dino/teacher_temp", "teacher temperature"),
+        ("RandomResizedCrop + ColorJitter(0.8)", "augmentation"),  # torchvision transform names
+        ("stronger solarization", "augmentation"),
+        ("holdout accuracy", "validation"),
+        ("covariate shift at test time", "out-of-distribution"),
+        ("the loss zigzags", "oscillates"),
+        ("KAF layer", "kernel activation function"),
     ],
 )
 def test_logger_keys_and_methods_expand(text, words):
