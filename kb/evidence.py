@@ -51,6 +51,9 @@ _TOKEN = re.compile(
 # words that sit between a key and its value, or are indexes rather than metrics
 _FILLER = frozenset("is are was at of the a an = : from around about only still stays stuck sits by every each after while with".split())
 _INDEX = re.compile(r"^(?:epoch|epochs|ep|step|steps|iter|iters|iteration|iterations|batch|_step|global_step|layer|block)$", re.I)
+# a reading named by one of these says what it measures; one that is not ("then went flat at 2.3")
+# measures what the sentence last named
+_METRIC_WORD = re.compile(r"loss|acc|top1|norm|std|cos|sim|scale|entropy|rank|usage|perplexity|time|\blr\b", re.I)
 # "after 10 epochs", "800 steps": a number before these counts where in the run, not a value
 _COUNTED = frozenset("epochs steps iters iterations batches updates".split())
 # a "from a to b" on these is a config change the user made, not a curve
@@ -114,6 +117,7 @@ def read_numbers(text: str) -> list[Reading]:
 
     last_value: Reading | None = None  # the reading the previous token (a number) went to
     after_from = False  # the previous word was "from"
+    subject: str | None = None  # the metric the sentence last named
     from_reading: Reading | None = None  # "rose from 52 s early on to 130 s": the reading "to" continues
     for m in _TOKEN.finditer(text):
         kind = m.lastgroup
@@ -137,6 +141,9 @@ def read_numbers(text: str) -> list[Reading]:
                 pending_index = low
                 continue
             pending_index = None
+            if _METRIC_WORD.search(low):
+                split = name_words[-1:] if name_words and name_words[-1].startswith(("val", "train", "test", "eval")) else []
+                subject = " ".join(split + [low])
             name_words = (name_words + [low])[-3:]
             metric = None
             after_arrow = False
@@ -145,6 +152,8 @@ def read_numbers(text: str) -> list[Reading]:
             pending_index = None
             after_arrow = False
             from_reading = None
+            if tok != "," and tok != "|":
+                subject = None  # a new sentence or line names its own metric
         elif kind == "arrow":
             if metric is None and from_reading is not None:
                 metric, name_words = from_reading, []
@@ -157,6 +166,8 @@ def read_numbers(text: str) -> list[Reading]:
                 pending_index = None
                 continue
             name = " ".join(name_words)
+            if subject and name and kind != "range" and not _METRIC_WORD.search(name):
+                name = f"{subject} {name}"
             if kind == "range":
                 lo, hi = re.split(r"[-–]", tok.rstrip("%"), maxsplit=1)
                 pct = tok.endswith("%")

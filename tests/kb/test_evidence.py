@@ -81,6 +81,14 @@ def test_counts_and_from_to_phrases():
     assert reading("loss went from 1.2 in the first epoch to 2.5", "loss went").values == [1.2, 2.5]
 
 
+def test_an_unnamed_number_measures_what_the_sentence_named():
+    # "then it hovers around 0.69": the value is the loss the sentence is about (ln 2: nothing learned)
+    assert reading("train loss fell quickly, then it hovers around 0.69", "train loss then it hovers").values == [0.69]
+    assert any("not learning" in w for w in signal_words("train loss fell quickly, then it hovers around 0.69"))
+    # a new sentence names its own metric
+    assert not any("not learning" in w for w in signal_words("the loss fell quickly. I use 0.69 as dropout"))
+
+
 def test_thresholds_are_pure_functions():
     assert evidence.is_chance_accuracy(0.1, 10) and not evidence.is_chance_accuracy(0.3, 10)
     assert evidence.is_uniform_prediction_loss(math.log(10), 10) and not evidence.is_uniform_prediction_loss(1.0, 10)
