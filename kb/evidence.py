@@ -51,7 +51,7 @@ _TOKEN = re.compile(
 # words that sit between a key and its value, or are indexes rather than metrics
 _FILLER = frozenset("is are was at of the a an = : from around about only still stays stuck sits by every each after while with".split())
 _INDEX = re.compile(r"^(?:epoch|epochs|ep|step|steps|iter|iters|iteration|iterations|batch|_step|global_step|layer|block)$", re.I)
-# a reading named by one of these says what it measures; one that is not ("then went flat at 2.3")
+# a reading named by one of these says what it measures; one that is not ("then it hovers around 0.69")
 # measures what the sentence last named
 _METRIC_WORD = re.compile(r"loss|acc|top1|norm|std|cos|sim|scale|entropy|rank|usage|perplexity|time|\blr\b", re.I)
 # "after 10 epochs", "800 steps": a number before these counts where in the run, not a value
