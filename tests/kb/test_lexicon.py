@@ -33,6 +33,11 @@ from kb.lexicon import expand_text, expansions, lexicon
         ("covariate shift at test time", "out-of-distribution"),
         ("the loss zigzags", "oscillates"),
         ("KAF layer", "kernel activation function"),
+        ("max_grad_norm=1.0", "gradient clipping"),  # HF TrainingArguments
+        ("gradient_accumulation_steps: 8", "gradient accumulation"),
+        ("AdamW, OneCycleLR", "learning rate scheduler"),
+        ("linear eval on ImageNet", "linear probe"),
+        ("dimensional collapse", "representation rank"),
     ],
 )
 def test_logger_keys_and_methods_expand(text, words):
