@@ -129,6 +129,8 @@ def main() -> int:
             big.search(q, k=5)
             warm.append(time.perf_counter() - t0)
         reference = ReferenceTask(statistics.median(warm))  # pure Python, as long as a warm query, calibrated quiet
+        # its quiet column above this length means the 'quiet' run was not: other work shared the machine
+        result["reference_calibrated_ms"] = round(reference.seconds * 1000, 2)
 
         result["quiet"] = measure_cold(env, args.repeats) | measure_warm(big, queries, reference)
         for column, wanted, heavy in (("loaded", args.load, False), ("heavy", args.heavy_load, True)):

@@ -81,7 +81,7 @@ class ReferenceTask:
     def __init__(self, seconds: float):
         n = 10_000
         while True:  # grow until one run is long enough to time, then scale to the wanted length
-            dt = self._timed(n)
+            dt = min(self._timed(n) for _ in range(3))  # the fastest of three: a hiccup of other work does not count
             if dt >= min(seconds, 0.005):
                 break
             n *= 4
