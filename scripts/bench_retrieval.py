@@ -179,6 +179,14 @@ def main() -> int:
             for mode in ("bm25", "dense", "hybrid"):
                 r = modes[mode]["all"] if style == "all" else modes[mode]["styles"][style]
                 print(f"{style:<10} {mode:<7} {r['n']:>4} {r['recall@1']:6.3f} {r['recall@3']:6.3f} {r['recall@5']:6.3f} {r['mrr']:6.3f}")
+        worse = []  # the fusion's never-worse property, per style: where the hybrid trails the better single method
+        for style in styles:
+            got = {mode: modes[mode]["all"] if style == "all" else modes[mode]["styles"][style] for mode in ("bm25", "dense", "hybrid")}
+            for metric in ("recall@3", "mrr"):
+                best = max(got["bm25"][metric], got["dense"][metric])
+                if got["hybrid"][metric] < best - 1e-9:
+                    worse.append(f"{style} {metric} {got['hybrid'][metric]:.3f} < {best:.3f}")
+        print("hybrid below the better single method: " + ("; ".join(worse) or "nowhere"))
     for m in misses:
         print(f"MISS [{m['style']}] {m['q']!r}: rank {m['rank']} (bm25 {m['bm25']}, dense {m['dense']}); want {m['expected'][0]}; got {m['got']}")
     return 0
