@@ -359,3 +359,77 @@ def test_a_fifo_is_refused_not_waited_on(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(AdvisorError, match="not a regular file"):
         read_log(fifo)
+
+
+def _per_line_run(path: Path):
+    """The straightforward reading of JSON Lines: each line parsed alone, each column cell by cell."""
+    from advisor.readers.build import Table, cells_column, skipped_columns_note, table_to_run
+    from advisor.roles import RoleOverrides
+
+    literals = {"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}
+    records, bad = [], []
+    for i, line in enumerate(path.read_text().split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line, parse_constant=literals.__getitem__)
+        except json.JSONDecodeError:
+            bad.append(i)
+            continue
+        records.append(record)
+    notes = [f"Skipped {len(bad)} line(s) that are not JSON objects (line {', '.join(map(str, bad))})."]
+    names = list(dict.fromkeys(k for r in records for k in r))  # the log's order: first row, then place in it
+    columns, non_numeric = {}, []
+    for name in names:
+        column = cells_column(name, [r.get(name) for r in records], len(records), notes)
+        if column is None:
+            non_numeric.append(name)
+        else:
+            columns[name] = column
+    skipped_columns_note(non_numeric, notes)
+    return table_to_run(path, Table(columns, len(records), notes), RoleOverrides(), "jsonl")
+
+
+@pytest.mark.parametrize("chunk_bytes", [64, 4096, None])
+def test_irregular_jsonl_reads_as_the_per_line_parse_does_in_any_chunk_size(tmp_path, monkeypatch, chunk_bytes):
+    from advisor.readers import json_logs
+
+    if chunk_bytes:
+        monkeypatch.setattr(json_logs, "CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(3)
+    lines = []
+    for i in range(3000):
+        row = {"step": i, "loss": float(2 * np.exp(-i / 800) + 0.05 * rng.standard_normal())}
+        if i >= 10:
+            row["lr"] = 1e-3 * min(1.0, i / 100)  # a key that appears late
+        if i % 7 == 3:
+            row = dict(reversed(list(row.items())))  # another key order
+        if i % 250 == 0 and i:
+            row["val_loss"] = row["loss"] + 0.1
+            row["phase"] = "eval"  # text: a column that is skipped
+        if i % 97 == 5 and 1000 < i < 2000:  # odd cells in the middle of rows that are numbers at both ends
+            row["grad_norm"] = [None, "NaN", "12.5", float("nan"), "inf"][(i // 97) % 5]  # Python's json writes NaN as it is
+        elif i % 3 == 0:
+            row["grad_norm"] = 1.0 + (i % 11) / 10
+        if i % 5 == 1:
+            row["loss_scale"] = {2201: 10**400, 2206: "n/a"}.get(i, 65536.0)  # an integer beyond float range
+        if i == 1202:
+            row["lr"] = "warmup over"  # one bad cell in a numeric column
+        lines.append(json.dumps(row))
+    lines[1500] = "this line is not JSON"
+    lines.append('{"step": 3000, "loss": 0.')  # the writer was killed mid-line
+    path = write(tmp_path / "history.jsonl", "\n".join(lines))
+
+    run, expected = read_log(path), _per_line_run(path)
+    assert run.axis == expected.axis == "step"
+    assert run.meta["columns"] == expected.meta["columns"] == ["step", "loss", "grad_norm", "loss_scale", "lr", "val_loss"]
+    assert list(run.series) == list(expected.series)
+    for name, s in expected.series.items():
+        got = run.series[name]
+        assert (got.role, got.higher_is_better, got.component_of) == (s.role, s.higher_is_better, s.component_of), name
+        np.testing.assert_array_equal(got.steps, s.steps, err_msg=name)
+        np.testing.assert_array_equal(got.values, s.values, err_msg=name)
+    assert run.skipped == expected.skipped
+    assert "(line 1501, 3001)" in run.skipped[0] and any("phase" in n for n in run.skipped)
+    assert np.isinf(run.series["grad_norm"].values).any() and np.isnan(run.series["grad_norm"].values).any()
+    assert np.isinf(run.series["loss_scale"].values).sum() == 1
