@@ -800,6 +800,7 @@ HEALTHY += [
     Case("healthy_bandit", lambda r: bandit_run(r, seed=1), [], ["rl_preference"]),
     Case("healthy_amp_bf16", _healthy_amp, [], CLS + ["mixed_precision"]),
 ]
+HEALTHY += _load_sibling("more_faults").healthy(sys.modules[__name__])
 
 # the original fault-injected scenarios of tests/fault_runs.py, with their settings
 _ORIGINAL_SETTINGS = {

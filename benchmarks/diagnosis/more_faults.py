@@ -6,7 +6,9 @@
 - inputs far from unit scale: raw 0-255 pixels into an MLP or a CNN, tabular features whose columns
   span four orders of magnitude.
 
-`faults(corpus)` builds the cases with the corpus module's helpers (passed in, since this module is
+and, in `healthy(corpus)`, more SSL runs that train well (seeds, batch sizes, a longer run).
+
+`faults(corpus)` and `healthy(corpus)` build the cases with the corpus module's helpers (passed in, since this module is
 loaded by corpus.py while it is still being imported). Which half a case lands in is `corpus.half`.
 """
 
@@ -64,4 +66,18 @@ def faults(c) -> list:
         c.Case("raw_pixels_cnn_sgd", raw_pixels(lambda: c.SmallCNN(), "sgd", 0.01), expected_scale, c.CLS + ["convolution"], "0-255 pixels, CNN, SGD"),
         c.Case("unscaled_tabular_features", mixed_scales("adam", 1e-3), expected_scale, c.CLS, "input columns scaled 1..1e4, Adam"),
         c.Case("mixed_scale_features_sgd", mixed_scales("sgd", 0.01), expected_scale, c.CLS, "input columns scaled 1..1e4, SGD"),
+    ]
+
+
+def healthy(c) -> list:
+    """SSL runs that train well, beside the faults above: seeds, batch sizes and a longer run, so that the
+    slow-collapse test is checked on more healthy trajectories than the ones it was built beside."""
+    ssl = c.SSL + ["normalization_layers"]
+    return [
+        c.Case("healthy_byol_ema_seed2", lambda r: c.ssl_run(r, "byol", seed=2), [], ssl),
+        c.Case("healthy_byol_ema_b64", lambda r: c.ssl_run(r, "byol", batch=64, seed=4), [], ssl),
+        c.Case("healthy_simsiam_seed3", lambda r: c.ssl_run(r, "simsiam", seed=3), [], ssl),
+        c.Case("healthy_simsiam_long", lambda r: c.ssl_run(r, "simsiam", steps=400, seed=5), [], ssl),
+        c.Case("healthy_vicreg_b256", lambda r: c.ssl_run(r, "vicreg", lr=0.02, batch=256, seed=6), [], ssl + ["multi_term_loss"]),
+        c.Case("healthy_simclr_b256", lambda r: c.ssl_run(r, "simclr", batch=256, seed=7), [], ssl + ["contrastive"]),
     ]
