@@ -219,3 +219,35 @@ def test_an_mlflow_database_with_extreme_values(tmp_path):
     finally:
         mlflow_runs._mlflow_client = real
     assert run is not None and list(run.series["loss"].values[:7]) == values and math.isnan(run.series["loss"].values[-1])
+
+
+# ---- JSON Lines read in chunks --------------------------------------------------------------------------
+
+json_cells = st.one_of(numbers, st.booleans(), st.none(), st.sampled_from(["1.5", "NA", "abc", "nan", "", "inf"]),
+                       st.dictionaries(st.sampled_from(["a", "b"]), floats, max_size=2))
+json_lines = st.one_of(st.dictionaries(st.sampled_from(["step", "_step", "loss", "val_loss", "lr", "epoch"]), json_cells, max_size=6).map(json.dumps),
+                       st.sampled_from(["", "   ", "{not json", "[1, 2]", "3", '{"step": 1, "loss"', "null", '{"a": 1}, {"a": 2}']))
+
+
+def run_or_error(path: Path) -> tuple:
+    run = read_cleanly(path)
+    if run is None:
+        return ("error",)
+    return (run.axis, run.skipped, run.meta["columns"],
+            [(s.name, s.role, s.steps.tolist(), s.values.tobytes(), None if s.epochs is None else s.epochs.tobytes()) for s in run.series.values()])
+
+
+@SETTINGS
+@given(lines=st.lists(json_lines, min_size=1, max_size=40), chunk_bytes=st.sampled_from([1, 50, 400]), end=st.sampled_from(["\n", "", "\n\n", "\r\n"]))
+def test_jsonl_read_in_chunks_gives_the_run_read_whole(tmp_path_factory, lines, chunk_bytes, end):
+    from advisor.readers import json_logs
+
+    path = tmp_path_factory.mktemp("jsonl") / "history.jsonl"
+    path.write_text("\n".join(lines) + end)
+    whole = run_or_error(path)
+    default = json_logs.CHUNK_BYTES
+    json_logs.CHUNK_BYTES = chunk_bytes
+    try:
+        assert run_or_error(path) == whole
+    finally:
+        json_logs.CHUNK_BYTES = default
