@@ -26,6 +26,24 @@ from advisor.probe.sharding import Sharding, local
 
 SNAPSHOT_ELEMENTS = 1 << 18
 
+# Parameters or modules registered anywhere in the process since the layout was read (torch's global
+# registration hooks bump it): the cached layout is then read again. Freezing is caught by comparing
+# requires_grad flags, FSDP2's parameter swaps by reading sharded models' layouts on every sampled step.
+_registrations = [0]
+_hooks_installed = False
+
+
+def _count_registration(*args) -> None:
+    _registrations[0] += 1
+
+
+def _install_registration_hooks() -> None:
+    global _hooks_installed
+    if not _hooks_installed:
+        nn.modules.module.register_module_parameter_registration_hook(_count_registration)
+        nn.modules.module.register_module_module_registration_hook(_count_registration)
+        _hooks_installed = True
+
 
 def _stride(numel: int) -> int:
     return max(1, math.ceil(numel / SNAPSHOT_ELEMENTS))
@@ -43,11 +61,6 @@ def _stack(values: list[Tensor]) -> Tensor:
         return torch.stack([v.to(device, torch.float64) for v in values])
 
 
-def _layer_norms(norms: Tensor, layer_index: Tensor, n_layers: int) -> Tensor:
-    sq = torch.zeros(n_layers, dtype=torch.float64, device=norms.device)
-    return sq.index_add_(0, layer_index.to(norms.device), norms**2).sqrt()
-
-
 @dataclass
 class _Layout:
     """Trainable parameters, in registration order, grouped into layers (kept as plain Python lists)."""
@@ -55,10 +68,43 @@ class _Layout:
     params: list[nn.Parameter]
     layer_names: list[str]
     layer_of: list[int]  # layer position of each parameter
+    every_param: list[nn.Parameter]  # trainable or not, with their requires_grad flags when read
+    flags: list[bool]
+    registrations: int  # _registrations when read
 
-    def index(self, positions: list[int] | None = None) -> Tensor:
-        layers = self.layer_of if positions is None else [self.layer_of[i] for i in positions]
-        return torch.tensor(layers, dtype=torch.long)
+    def __post_init__(self) -> None:
+        # What every sampled step needs, worked out once per layout: per-layer names, layer indices.
+        self.names: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._index: dict[tuple, Tensor] = {}
+        self._layers_of: dict[tuple[int, ...], tuple[list[int], Tensor]] = {}
+
+    def index(self, device: torch.device) -> Tensor:
+        key = (None, device)
+        if key not in self._index:
+            self._index[key] = torch.tensor(self.layer_of, dtype=torch.long, device=device)
+        return self._index[key]
+
+    def layers_of(self, positions: list[int], device: torch.device) -> tuple[list[int], Tensor]:
+        """(layers holding these parameters, in order; each parameter's place among those layers)."""
+        key = (tuple(positions), device)
+        found = self._layers_of.get(key)
+        if found is None:
+            used = sorted({self.layer_of[i] for i in positions})
+            remap = {layer: j for j, layer in enumerate(used)}
+            found = self._layers_of[key] = (used, torch.tensor([remap[self.layer_of[i]] for i in positions], dtype=torch.long, device=device))
+        return found
+
+    def per_layer(self, prefix: str, suffix: str, layers: list[int] | None = None) -> tuple[str, ...]:
+        if layers is not None and len(layers) != len(self.layer_names):
+            return _per_layer(prefix, [self.layer_names[j] for j in layers], suffix)
+        key = (prefix, suffix)
+        if key not in self.names:
+            self.names[key] = _per_layer(prefix, self.layer_names, suffix)
+        return self.names[key]
+
+    def current(self) -> bool:
+        """Still the model's trainable parameters: nothing registered since, no flag flipped."""
+        return self.registrations == _registrations[0] and all(p.requires_grad is f for p, f in zip(self.every_param, self.flags))
 
 
 @dataclass
@@ -78,6 +124,7 @@ class ParameterReader:
     tensor per family instead of one per layer keeps sampled steps cheap)."""
 
     def __init__(self, model: nn.Module) -> None:
+        _install_registration_hooks()
         self.model = unwrap(model)
         self._first_weight_norm: dict[str, Tensor] = {}
         self._first_norms: tuple[tuple[str, ...], Tensor] | None = None
@@ -97,13 +144,18 @@ class ParameterReader:
         return self._sharding is not None
 
     def refresh(self) -> None:
-        """Forget the parameter layout (call once per sampled step: parameters may be (un)frozen)."""
-        self._layout = None
+        """Check the parameter layout (once per sampled step): read again when parameters were
+        (un)frozen, added or replaced, and always for sharded models (FSDP2 swaps parameters)."""
+        layout = self._layout
+        if layout is not None and (self._sharding is not None or not layout.current()):
+            self._layout = None
 
     def layout(self) -> _Layout:
         if self._layout is None:
-            params, layer_of, names, position = [], [], [], {}
+            registrations = _registrations[0]
+            params, layer_of, names, position, every_param = [], [], [], {}, []
             for qualified, p in self.model.named_parameters():
+                every_param.append(p)
                 if not p.requires_grad:
                     continue
                 owner, _, _ = qualified.rpartition(".")
@@ -113,7 +165,7 @@ class ParameterReader:
                     names.append(layer)
                 params.append(p)
                 layer_of.append(position[layer])
-            self._layout = _Layout(params, names, layer_of)
+            self._layout = _Layout(params, names, layer_of, every_param, [p.requires_grad for p in every_param], registrations)
             try:
                 self._sharding, self._unsupported = Sharding.of(params), None
             except NotImplementedError as exc:
@@ -123,50 +175,63 @@ class ParameterReader:
         return self._layout
 
     def gradient_readings(self) -> tuple[dict, Tensor | None]:
-        """Readings from .grad, and each trainable parameter's grad norm (NaN where it has none)."""
+        """Readings from .grad, and each trainable parameter's grad norm (NaN where it has none).
+
+        A handful of fused ops whatever the number of parameters: one L2 and one L0 "norm" over all
+        gradients, one host check for non-finite values, then small vectors.
+        """
         layout = self.layout()
-        with_grad = [i for i, p in enumerate(layout.params) if p.grad is not None]
+        params = layout.params
+        with_grad = [i for i, p in enumerate(params) if p.grad is not None]
         if not with_grad:
             return {}, None
-        elements = float(sum(layout.params[i].grad.numel() for i in with_grad))  # global sizes under FSDP2
-        grads = [_dense(local(layout.params[i].grad)) for i in with_grad]
-        norms = _stack(list(torch._foreach_norm(grads, 2, dtype=torch.float32)))
-        # Non-zero counts for the zero share (NaN counts as non-zero): one fused L0 "norm" on a GPU;
-        # on the CPU count_nonzero per tensor is about twice as fast.
-        if norms.device.type == "cpu":
-            nonzero = _stack([torch.count_nonzero(g) for g in grads])
+        everything = len(with_grad) == len(params)
+        grads = [_dense(local(p.grad)) for p in params] if everything else [_dense(local(params[i].grad)) for i in with_grad]
+        elements = float(sum(params[i].grad.numel() for i in with_grad))  # global sizes under FSDP2
+        # L2 norms and non-zero counts (NaN counts as non-zero) of every gradient in one stack. The
+        # counts: one fused L0 "norm" on a GPU; on the CPU, where that kernel is slow, a sum of bool()
+        # per tensor (about 4x faster than the fused L0, 2x faster than count_nonzero).
+        if grads[0].device.type == "cpu":
+            counts = tuple(g.bool().sum() for g in grads)
         else:
-            nonzero = _stack(list(torch._foreach_norm(grads, 0)))
+            counts = torch._foreach_norm(grads, 0, dtype=torch.float32)
+        both = torch._foreach_norm(grads, 2, dtype=torch.float32) + counts
+        both = _stack(both).view(2, -1)
+        norms, nonzero = both[0], both[1]
         device = norms.device
+        sq = norms.square()
+        global_sq = sq.sum()
+        nonfinite_per = None
         # A tensor without NaN/Inf has a finite norm, so elements are only counted in the rare tensors
         # whose norm is not finite (one host check; sampled steps synchronise once anyway).
-        bad = torch.nonzero(~torch.isfinite(norms)).flatten().tolist()
-        nonfinite_per = torch.zeros_like(norms)
-        for i in bad:
-            nonfinite_per[i] = (~torch.isfinite(grads[i])).sum()
+        if not math.isfinite(float(global_sq)) or self._sharding is not None:
+            bad = torch.nonzero(~torch.isfinite(norms)).flatten().tolist()
+            nonfinite_per = torch.zeros_like(norms)
+            for i in bad:
+                nonfinite_per[i] = (~torch.isfinite(grads[i])).sum()
         if self._sharding is not None:
-            summed = self._sharding.sum_over_ranks(torch.stack([norms.square(), nonzero.to(device), nonfinite_per]), with_grad)
-            norms, nonzero, nonfinite_per = summed[0].sqrt(), summed[1], summed[2]
-        nonfinite = nonfinite_per.sum()
+            summed = self._sharding.sum_over_ranks(torch.stack([sq, nonzero, nonfinite_per]), with_grad)
+            sq, nonzero, nonfinite_per = summed[0], summed[1], summed[2]
+            norms, global_sq = sq.sqrt(), summed[0].sum()
+        nonfinite = nonfinite_per.sum() if nonfinite_per is not None else 0.0
         # Only layers that received a gradient take part in the layer profile.
-        used = sorted({layout.layer_of[i] for i in with_grad})
-        remap = {layer: j for j, layer in enumerate(used)}
-        grad_layer = torch.tensor([remap[layout.layer_of[i]] for i in with_grad], dtype=torch.long)
-        layer_norms = _layer_norms(norms, grad_layer, len(used))
-        summary = torch.stack(
-            [
-                norms.square().sum().sqrt(),
-                layer_norms[0] / layer_norms[-1],
-                layer_norms.min(),
-                (elements - nonzero.sum()) / elements,
-            ]
-        )
+        if everything:
+            used, grad_layer = None, layout.index(device)
+            n_layers = len(layout.layer_names)
+        else:
+            used, grad_layer = layout.layers_of(with_grad, device)
+            n_layers = len(used)
+        layer_norms = torch.zeros(n_layers, dtype=torch.float64, device=device).index_add_(0, grad_layer, sq).sqrt_()
+        summary = torch.cat([global_sq.sqrt().reshape(1), layer_norms[:1] / layer_norms[-1:], layer_norms.min().reshape(1),
+                             ((elements - nonzero.sum()) / elements).reshape(1)])  # fmt: skip
         out: dict = {
             (rn.GRAD_GLOBAL_NORM, rn.GRAD_FIRST_LAST_RATIO, rn.GRAD_MIN_LAYER_NORM, rn.GRAD_ZERO_SHARE): summary,
             rn.GRAD_NONFINITE_COUNT: nonfinite,
-            _per_layer(rn.GRAD, [layout.layer_names[j] for j in used], rn.NORM): layer_norms,
+            layout.per_layer(rn.GRAD, rn.NORM, used): layer_norms,
         }
-        per_param = torch.full((len(layout.params),), math.nan, dtype=torch.float64, device=device)
+        if everything:
+            return out, norms
+        per_param = torch.full((len(params),), math.nan, dtype=torch.float64, device=device)
         per_param[torch.tensor(with_grad, device=device)] = norms
         return out, per_param
 
@@ -174,21 +239,23 @@ class ParameterReader:
         layout = self.layout()
         if not layout.params:
             return {}
-        norms = _stack(list(torch._foreach_norm([local(p.detach()) for p in layout.params], 2, dtype=torch.float32)))
+        norms = _stack(torch._foreach_norm([local(p.detach()) for p in layout.params], 2, dtype=torch.float32))
+        sq = norms.square()
         if self._sharding is not None:
-            norms = self._sharding.sum_over_ranks(norms.square()).sqrt()
-        layer_norms = _layer_norms(norms, layout.index(), len(layout.layer_names))
-        names = _per_layer(rn.WEIGHT, layout.layer_names, rn.NORM)
+            sq = self._sharding.sum_over_ranks(sq)
+        layer_norms = torch.zeros(len(layout.layer_names), dtype=torch.float64, device=sq.device)
+        layer_norms = layer_norms.index_add_(0, layout.index(sq.device), sq).sqrt_()
+        names = layout.per_layer(rn.WEIGHT, rn.NORM)
         if self._first_norms is None or self._first_norms[0] != names:
             # The first sampled norms are the reference for growth (per layer, kept across re-layouts).
             for j, layer in enumerate(layout.layer_names):
-                self._first_weight_norm.setdefault(layer, layer_norms[j])
+                self._first_weight_norm.setdefault(layer, layer_norms[j].clone())
             first = torch.stack([self._first_weight_norm[layer].to(layer_norms.device) for layer in layout.layer_names])
             self._first_norms = (names, first)
         return {
-            rn.WEIGHT_GLOBAL_NORM: norms.square().sum().sqrt(),
+            rn.WEIGHT_GLOBAL_NORM: sq.sum().sqrt(),
             names: layer_norms,
-            _per_layer(rn.WEIGHT, layout.layer_names, rn.NORM_GROWTH): layer_norms / self._first_norms[1],
+            layout.per_layer(rn.WEIGHT, rn.NORM_GROWTH): layer_norms / self._first_norms[1],
         }
 
     @staticmethod
@@ -232,25 +299,30 @@ class ParameterReader:
             keep = [i for i, (a, b) in enumerate(zip(now, snap.samples)) if a.shape == b.shape and a.dtype == b.dtype]
             everything = len(keep) == len(now)
             old = snap.samples if everything else [snap.samples[i] for i in keep]
-            weight_norms = _stack(list(torch._foreach_norm(old, 2, dtype=torch.float32)))
+            weight_norms = torch._foreach_norm(old, 2, dtype=torch.float32)
             # The snapshot becomes the (negated) update in place: no model-sized temporary.
             torch._foreach_sub_(old, now if everything else [now[i] for i in keep])
-            diff_norms = _stack(list(torch._foreach_norm(old, 2, dtype=torch.float32)))
+            # Squared weight and update norms, (2, P), in one stack.
+            sq = _stack(weight_norms + torch._foreach_norm(old, 2, dtype=torch.float32)).view(2, -1).square()
             if self._sharding is not None:  # shard shapes do not change between steps: every rank keeps the same
-                summed = self._sharding.sum_over_ranks(torch.stack([weight_norms.square(), diff_norms.square()]), keep)
-                weight_norms, diff_norms = summed[0].sqrt(), summed[1].sqrt()
+                sq = self._sharding.sum_over_ranks(sq, keep)
         self._spare = snap.samples if keep_buffers else []
-        present = sorted({layout.layer_of[i] for i in keep})
-        remap = {layer: j for j, layer in enumerate(present)}
-        index = torch.tensor([remap[layout.layer_of[i]] for i in keep], dtype=torch.long)
-        ratios = _layer_norms(diff_norms, index, len(present)) / _layer_norms(weight_norms, index, len(present))
+        if everything:
+            present, index = None, layout.index(sq.device)
+            n_layers = len(layout.layer_names)
+        else:
+            present, index = layout.layers_of(keep, sq.device)
+            n_layers = len(present)
+        layer_sq = torch.zeros(2, n_layers, dtype=torch.float64, device=sq.device).index_add_(1, index, sq)
+        ratios = (layer_sq[1] / layer_sq[0]).sqrt_()
+        diff_norms = sq[1]
         out: dict = {
             rn.UPDATE_MAX_RATIO: torch.nan_to_num(ratios, nan=-math.inf).max(),
-            _per_layer(rn.UPDATE, [layout.layer_names[j] for j in present], rn.RATIO): ratios,
+            layout.per_layer(rn.UPDATE, rn.RATIO, present): ratios,
         }
         if snap.grad_norms is not None:
             g = snap.grad_norms if everything else snap.grad_norms[torch.tensor(keep, device=snap.grad_norms.device)]
-            moving = (g > 0) & torch.isfinite(g)
+            moving = (g > 0) & (g < math.inf)
             frozen = (moving & (diff_norms.to(g.device) == 0)).sum().double()
             out[rn.UPDATE_FROZEN_PARAMS] = frozen
             out[rn.UPDATE_FROZEN_SHARE] = frozen / moving.sum()  # 0/0 = NaN: nothing had a gradient
