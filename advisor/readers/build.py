@@ -201,6 +201,7 @@ def build_run(
                     epoch = last_per_step(s[ok], v[ok])[:2]
         run = Run(path=str(path), format=fmt, axis=axis, meta=dict(meta or {}))
         resumed, repeats = 0, 0
+        epochs_at: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(steps) -> (steps, epochs): series that share a steps array share its epochs
         for n in names:
             if n not in series or roles[n].role in ("step", "epoch") or n == epoch_name:
                 continue
@@ -222,7 +223,9 @@ def build_run(
             if axis == "epoch":
                 epochs = steps.copy()
             elif epoch is not None:
-                epochs = _interp(steps, epoch[0], epoch[1])
+                if id(steps) not in epochs_at:
+                    epochs_at[id(steps)] = (steps, _interp(steps, epoch[0], epoch[1]))
+                epochs = epochs_at[id(steps)][1]
             run.series[n] = Series(name=n, role=g.role, steps=steps, values=values, epochs=epochs,
                                    higher_is_better=g.higher_is_better, component_of=g.component_of)
     if resumed:
@@ -316,11 +319,17 @@ def table_to_run(path: Path | str, table: Table, overrides: RoleOverrides, fmt: 
         if rows.any():
             epoch_map = last_per_step(axis[rows], e.values[rows])[:2]
     series = {}
+    steps_of: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, their steps): columns logged on the same rows share one steps array
     for c in metric_names:
         col = table.columns[c]
         rows = keep & ~col.missing
-        if rows.any():
-            series[c] = (axis[rows], col.values[rows])
+        if not rows.any():
+            continue
+        steps = next((s for r, s in steps_of if np.array_equal(r, rows)), None)
+        if steps is None:
+            steps = axis[rows]
+            steps_of.append((rows, steps))
+        series[c] = (steps, col.values[rows])
     meta = dict(meta or {})
     meta.setdefault("rows", int((keep & data_rows).sum()))
     meta.setdefault("columns", names)
