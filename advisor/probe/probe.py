@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import math
 import time
 import traceback
 import weakref
@@ -37,6 +38,10 @@ from advisor.probe.timing import OverheadBudget, StepTimes
 from advisor.probe.writer import MAX_PENDING, ReadingQueue, StoreWriter
 
 
+# Default cadence of the representation readings, in steps (see Probe's representation_every).
+REPRESENTATION_EVERY = 10
+
+
 def _close_at_exit(ref: "weakref.ref[Probe]") -> None:
     probe = ref()
     if probe is not None:
@@ -51,6 +56,15 @@ class Probe:
             readings from probe.step() arguments only.
         run: the run directory; the store is `run/run.db` (advisor.runstore).
         every: sample every `every`-th step for the expensive readings; scalars go in every step.
+        representation_every: how often the representation readings of `embeddings` and `views`
+            (effective rank, variance shares, covariance energy, norms and cosines: D x D covariance
+            pieces and two eigen-decompositions, which cost more than all other readings of a small
+            model together) are taken, in steps, rounded up to a multiple of `every`. Default
+            max(every, REPRESENTATION_EVERY = 10): with every >= 10 they come on every sampled step;
+            with every=1 every other reading (activations, gradients, weights, updates, logits,
+            non-finite counts of the embeddings too) still comes every step and these every 10th.
+            Pass representation_every=1 to read them on every sampled step. Forced samples
+            (sample_next()) read them too. The value is in the store's meta.
         embedding_names: step() arguments read as representations (default just "embeddings").
         codebook_size: size of the VQ codebook for `codes` (else inferred from the largest code).
         activations / gradients / weights / hardware: switch families off.
@@ -83,12 +97,18 @@ class Probe:
         flush_seconds: float = 2.0,
         meta: dict[str, Any] | None = None,
         max_overhead: float | None = None,
+        representation_every: int | None = None,
     ) -> None:
         if every < 1:
             raise ValueError("every must be >= 1")
         if max_overhead is not None and not max_overhead > 0:
             raise ValueError("max_overhead must be > 0 (or None)")
         self.every = int(every)
+        if representation_every is not None and representation_every < 1:
+            raise ValueError("representation_every must be >= 1 (or None)")
+        wanted = REPRESENTATION_EVERY if representation_every is None else int(representation_every)
+        self.representation_every = self.every * math.ceil(wanted / self.every)
+        self._last_representations: int | None = None  # the last step whose representations were read
         self.run = Path(run)
         self.embedding_names = tuple(embedding_names)
         self.codebook_size = codebook_size
@@ -136,7 +156,8 @@ class Probe:
         self._profile.write({**start_meta(
             model, self._root, layers, every=self.every, max_overhead=self.max_overhead, first_step=self._next_step,
             world_size=self.world_size, wrapper=wrapper_kind(model) if model is not None else None, compiled=compiled,
-            embedding_names=self.embedding_names, codebook_size=self.codebook_size), **(meta or {})})
+            embedding_names=self.embedding_names, codebook_size=self.codebook_size),
+            "representation_every": self.representation_every, **(meta or {})})
         if self._budget is not None:
             self._budget.last_exit = time.perf_counter()  # the first step's forward and backward earn credit too
         self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
@@ -188,7 +209,9 @@ class Probe:
             self._record_scalars(k, now, scalars)
             if tensors and (self._is_sampled(k) or k == self._last_sampled):
                 with plain_math():
-                    self._reader.read(k, now, self._reader.tensor_sources(tensors, None), model_readings=False)
+                    representations = k % self.representation_every == 0 or k == self._last_representations
+                    sources = self._reader.tensor_sources(tensors, None, representations=representations)
+                    self._reader.read(k, now, sources, model_readings=False)
             self._queue.maybe_flush()
         except Exception as exc:
             self._break(exc)
@@ -208,7 +231,8 @@ class Probe:
             self._fast = False
             if tensors and self.will_sample:
                 with plain_math():
-                    sources = self._reader.tensor_sources(tensors, None, mergeable=True)
+                    representations = self._force_next or self._next_step % self.representation_every == 0
+                    sources = self._reader.tensor_sources(tensors, None, mergeable=True, representations=representations)
                 for key, source in sources.items():
                     prev = self._staged.get(key)
                     self._staged[key] = source if prev is None else (prev[0], prev[1], metrics.merge_stats(prev[2], source[2]))
@@ -323,7 +347,8 @@ class Probe:
     def _step(self, step: int | None, named: dict[str, Any], wall: float) -> None:
         now = time.time()
         k = self._next_step if step is None else int(step)
-        sampled = self._force_next or self._is_sampled(k)
+        forced = self._force_next
+        sampled = forced or self._is_sampled(k)
         self._force_next = False
         step_time, data_time = named.pop("step_time", None), named.pop("data_time", None)
         codebook_size = named.pop("codebook_size", None)
@@ -351,8 +376,11 @@ class Probe:
             self._last_sampled = k
             sources = dict(self._staged)
             self._staged = {}
+            representations = forced or k % self.representation_every == 0
+            if representations:
+                self._last_representations = k
             with plain_math():  # only sampled steps pay for entering it
-                sources.update(self._reader.tensor_sources(tensors, codebook_size))
+                sources.update(self._reader.tensor_sources(tensors, codebook_size, representations=representations))
                 self._reader.read(k, now, sources, model_readings=True)
         else:
             self._staged = {}

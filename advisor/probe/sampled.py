@@ -21,6 +21,10 @@ from advisor.probe.parameters import ParameterReader
 from advisor.probe.profile import RunProfile
 from advisor.probe.writer import ReadingQueue
 
+# Families with their own default cadence (Probe's representation_every): D x D covariance pieces and
+# two eigen-decompositions per step cost more than every other reading of a small model together.
+REPRESENTATION_FAMILIES = frozenset({"representation", "views"})
+
 
 @contextlib.contextmanager
 def plain_math() -> Iterator[None]:
@@ -62,15 +66,20 @@ class SampledReader:
     def _read(self, family: str, key: str, fn: Any) -> Any:
         return self.guard.timed(family, lambda: self.guard.guarded(key, fn))
 
-    def tensor_sources(self, tensors: dict[str, Any], codebook_size: int | None, mergeable: bool = False) -> dict[str, Source]:
+    def tensor_sources(
+        self, tensors: dict[str, Any], codebook_size: int | None, mergeable: bool = False, representations: bool = True
+    ) -> dict[str, Source]:
         """Statistics of every tensor argument, keyed by source (what a failure disables).
 
         mergeable: statistics that must add up (across ranks, or across observe() calls).
+        representations: read the representation families too (Probe's representation_every cadence).
         """
         additive = self.world_size > 1 or mergeable
         planned, families = arguments.plan_sources(tensors, self.embedding_names, codebook_size or self.codebook_size, additive)
         sources: dict[str, Source] = {}
         for key, family, prefix, args in planned:
+            if not representations and family in REPRESENTATION_FAMILIES:
+                continue
             stats_of = arguments.FAMILIES[family][0]
             stats = self._read(family, key, lambda: stats_of(*args))
             if stats is not None:

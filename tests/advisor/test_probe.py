@@ -146,7 +146,7 @@ def _train_small(run: Path | None, every: int, steps: int = 5):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 4))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    probe = Probe(model, run=run, every=every) if run is not None else None
+    probe = Probe(model, run=run, every=every, representation_every=1) if run is not None else None
     outputs, grads = [], []
     for _ in range(steps):
         x, y = torch.randn(32, 8), torch.randint(0, 4, (32,))
@@ -229,7 +229,7 @@ def test_nan_inputs_are_readings_and_readings_stay_nan_safe(tmp_path):
     z[5, 5] = float("inf")
     logits = torch.randn(40, 5)
     logits[7] = float("nan")
-    with Probe(None, run=tmp_path / "run", every=1) as probe:
+    with Probe(None, run=tmp_path / "run", every=1, representation_every=1) as probe:
         probe.step(loss=float("nan"), embeddings=z, logits=logits, targets=torch.randint(0, 5, (40,)))
         probe.step(loss=torch.tensor(float("inf")), embeddings=torch.full((4, 3), float("nan")))
     r = read_readings(tmp_path / "run")
@@ -245,7 +245,7 @@ def test_float16_and_bfloat16(tmp_path):
     torch.manual_seed(0)
     z = torch.randn(64, 16)
     logits = torch.randn(64, 10)
-    with Probe(None, run=tmp_path / "half", every=1) as probe:
+    with Probe(None, run=tmp_path / "half", every=1, representation_every=1) as probe:
         for dtype in (torch.float32, torch.float16, torch.bfloat16):
             probe.step(embeddings=z.to(dtype), logits=logits.to(dtype), loss=torch.tensor(1.5, dtype=dtype))
     r = read_readings(tmp_path / "half")
@@ -334,7 +334,7 @@ def test_activation_outputs_changed_in_place_are_read_in_their_hook_or_skipped(t
 
 
 def test_explicit_steps_log_and_observe(tmp_path):
-    with Probe(None, run=tmp_path / "run", every=5) as probe:
+    with Probe(None, run=tmp_path / "run", every=5, representation_every=5) as probe:
         for step in (100, 101, 104, 105):
             assert probe.will_sample == (step % 5 == 0)  # it predicts the step after the last one
             if probe.will_sample:
@@ -470,7 +470,7 @@ def test_max_overhead_spaces_sampled_steps_to_fit_the_budget(tmp_path):
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
 
     def train(run, steps, max_overhead, pause=0.0):
-        with Probe(model, run=tmp_path / run, every=1, max_overhead=max_overhead) as probe:
+        with Probe(model, run=tmp_path / run, every=1, max_overhead=max_overhead, representation_every=1) as probe:
             for _ in range(steps):
                 x = torch.randn(16, 8)
                 out = model(x)
@@ -517,3 +517,40 @@ def test_unsampled_steps_record_every_kind_of_scalar(tmp_path):
     assert r["z/std"][0].tolist() == [0, 4] and r["pair.0/std"][0].tolist() == [0, 4]
     assert r["grad/global_norm"][0].tolist() == [0, 4] and r["act/1/zero_fraction"][0].tolist() == [0, 4]
     assert "absent" not in r and read_events(tmp_path / "run") == []
+
+
+def test_representation_readings_have_their_own_cadence_that_the_user_sets(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def train(run, steps, force=(), **kwargs):
+        with Probe(model, run=tmp_path / run, **kwargs) as probe:
+            for step in range(steps):
+                if step in force:
+                    probe.sample_next()
+                out = model(torch.randn(16, 8))
+                loss = out.pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                probe.step(loss=loss, embeddings=out)
+                opt.step()
+        return read_readings(tmp_path / run), read_meta(tmp_path / run)
+
+    # every=1 by default: every cheap reading every step, the representations every 10th (and on a forced sample).
+    r, meta = train("default", 25, every=1)
+    assert meta["representation_every"] == 10
+    for name in ("grad/global_norm", "weight/global_norm", "act/1/zero_fraction", "nonfinite/embeddings"):
+        assert r[name][0].tolist() == list(range(25)), name
+    assert r["embeddings/effective_rank"][0].tolist() == [0, 10, 20]
+    assert r["embeddings/l2norm_std"][0].tolist() == [0, 10, 20]
+    # Rounded up to a multiple of every, so that they fall on sampled steps; forced samples read them.
+    r, meta = train("every3", 25, every=3, force=(7,))
+    assert meta["representation_every"] == 12
+    assert r["grad/global_norm"][0].tolist() == [0, 3, 6, 7, 9, 12, 15, 18, 21, 24]
+    assert r["embeddings/effective_rank"][0].tolist() == [0, 7, 12, 24]
+    # The user's choice: every sampled step.
+    r, meta = train("all", 6, every=2, representation_every=1)
+    assert meta["representation_every"] == 2 and r["embeddings/effective_rank"][0].tolist() == [0, 2, 4]
+    with pytest.raises(ValueError):
+        Probe(None, run=tmp_path / "bad", representation_every=0)

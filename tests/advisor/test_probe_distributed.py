@@ -39,7 +39,7 @@ def _worker(rank: int, world: int, port: int, run: str, reference_path: str) -> 
         model = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 4))
         ddp = DistributedDataParallel(model)
         opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
-        probe = Probe(ddp, run=run, every=EVERY)
+        probe = Probe(ddp, run=run, every=EVERY, representation_every=1)
         data = torch.Generator().manual_seed(1)
         projection = torch.randn(6, 5, generator=data)
         references = {}

@@ -93,7 +93,7 @@ def test_lightning_callback(tmp_path):
     trainer = pl.Trainer(
         max_steps=6, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        val_check_interval=3, limit_val_batches=2, callbacks=[LightningProbe(tmp_path / "run", every=2)],
+        val_check_interval=3, limit_val_batches=2, callbacks=[LightningProbe(tmp_path / "run", every=2, representation_every=1)],
     )  # fmt: skip
     trainer.fit(_LitClassifier.make(), loader, loader)
 
