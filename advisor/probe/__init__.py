@@ -14,7 +14,7 @@ on sampled steps):
 
 - scalars: the keyword name (`loss`, `lr`, `val_loss`, ...)
 - representations (`embeddings`, or `embedding_names=`; on sampled steps every
-  `representation_every` steps, by default max(every, 10), so every=1 reads them every 10th step and
+  `representation_every` steps, by default max(every, 5), so every=1 reads them every 5th step and
   everything else every step; `representation_every=1` reads them on every sampled step): `{name}/effective_rank`, `effective_rank_ratio`,
   `top1_variance_share`, `top5_variance_share`, `offdiag_cov_energy`, `dim_std_mean`, `dead_dim_share`,
   `l2norm_std`, `l2norm_std_ref`, `mean_pairwise_cosine`, `norm_max_median`, `norm_cv`, `dim`

@@ -39,7 +39,8 @@ from advisor.probe.writer import MAX_PENDING, ReadingQueue, StoreWriter
 
 
 # Default cadence of the representation readings, in steps (see Probe's representation_every).
-REPRESENTATION_EVERY = 10
+# 5 keeps runs sampled every 5 steps or less often exactly as they were.
+REPRESENTATION_EVERY = 5
 
 
 def _close_at_exit(ref: "weakref.ref[Probe]") -> None:
@@ -60,9 +61,9 @@ class Probe:
             (effective rank, variance shares, covariance energy, norms and cosines: D x D covariance
             pieces and two eigen-decompositions, which cost more than all other readings of a small
             model together) are taken, in steps, rounded up to a multiple of `every`. Default
-            max(every, REPRESENTATION_EVERY = 10): with every >= 10 they come on every sampled step;
+            max(every, REPRESENTATION_EVERY = 5): with every >= 5 they come on every sampled step;
             with every=1 every other reading (activations, gradients, weights, updates, logits,
-            non-finite counts of the embeddings too) still comes every step and these every 10th.
+            non-finite counts of the embeddings too) still comes every step and these every 5th.
             Pass representation_every=1 to read them on every sampled step. Forced samples
             (sample_next()) read them too. The value is in the store's meta.
         embedding_names: step() arguments read as representations (default just "embeddings").
