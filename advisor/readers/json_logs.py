@@ -1,22 +1,23 @@
 """JSON Lines logs (W&B history exports and the like: sparse keys, `_step`/`step`/`global_step`), a
 JSON array of records, and (handed to `trainer_state`) a Hugging Face trainer_state.json.
 
-Speed: JSON Lines are read a chunk of about CHUNK_BYTES at a time: its lines are parsed with orjson,
-rows that share their keys become columns in one numpy call per group (`RecordColumns`), and the
-chunk's dicts are freed before the next chunk, while they are still in the CPU cache (a million-row
-log reads in about half the time of parsing it all first). Lines orjson refuses (NaN/Infinity
+Speed: JSON Lines are read from the file a block of about CHUNK_BYTES at a time: its lines are parsed
+with orjson, rows that share their keys become columns in one numpy call per group (`RecordColumns`),
+and the block's dicts are freed before the next block, while they are still in the CPU cache (a
+million-row log reads in about half the time of parsing it all first, and never holds the whole file). Lines orjson refuses (NaN/Infinity
 literals, which Python's json writes by default) are parsed by the standard library, with those
 literals kept as values rather than missing.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import numpy as np
 import orjson
@@ -29,7 +30,7 @@ from advisor.roles import RoleOverrides
 NAME = "json"
 _CONSTANTS = {"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}
 _NUMBER_TYPES = {float, int}
-_SPACE_BYTES = b" \t\n\r\x0b\x0c"
+_BOM = b"\xef\xbb\xbf"
 _NON_SPACE = re.compile(rb"[^ \t\n\r\x0b\x0c]")
 # JSON Lines are parsed and turned into columns this many bytes at a time: the rows' dicts are used and
 # freed while they are still in the CPU cache, which halves the time of a large log against one pass each.
@@ -57,25 +58,31 @@ def loads(data: bytes | str) -> Any:
 
 def read(cand: Candidate, overrides: RoleOverrides) -> Run:
     """A .json/.jsonl file: trainer_state.json, a JSON array of records, or JSON Lines."""
+    path = cand.path
+    with open(path, "rb") as fh:
+        head = fh.read(CHUNK_BYTES)
+        if head.startswith(_BOM):
+            head = head[len(_BOM):]
+        line, line_end = _first_line(head)
+        if line_end >= 0 and _NON_SPACE.search(head, line_end) is not None and isinstance(_loads_or_none(line), dict):
+            return _jsonl_run(path, _blocks(fh, head), overrides)  # JSON Lines: read as a stream of blocks
+        raw = head + fh.read()
+    return _read_whole(path, raw, overrides)
+
+
+def _read_whole(path: Path, raw: bytes, overrides: RoleOverrides) -> Run:
+    """A JSON document (trainer_state.json, an array of records, one object), or JSON Lines whose first line is damaged."""
     from advisor.readers import trainer_state
 
-    path = cand.path
-    raw = path.read_bytes()
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
     line, line_end = _first_line(raw)
-    first: Any = None
-    try:
-        first = loads(line) if line else None
-    except (json.JSONDecodeError, RecursionError):
-        first = None
+    first = _loads_or_none(line)
     single_line = line_end < 0 or _NON_SPACE.search(raw, line_end) is None
     if not isinstance(first, dict) or single_line:
         try:
             doc = loads(raw)
         except (json.JSONDecodeError, RecursionError) as exc:
             if not single_line and sum(ln.lstrip().startswith(b"{") for ln in raw.split(b"\n")) > 1:
-                return _jsonl_run(path, raw, overrides)  # JSON Lines whose first line is damaged
+                return _jsonl_run(path, _blocks(io.BytesIO(raw), b""), overrides)  # JSON Lines whose first line is damaged
             if not isinstance(first, dict):
                 where = f"line {exc.lineno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
                 raise AdvisorError(f"{path} is not valid JSON or JSON Lines ({where}).") from None
@@ -90,11 +97,18 @@ def read(cand: Candidate, overrides: RoleOverrides) -> Run:
             return records_run(path, [doc], [], overrides, "jsonl")
         if doc is not None:
             raise AdvisorError(f"{path} holds JSON that is not a training log (expected objects with metric values).")
-    return _jsonl_run(path, raw, overrides)
+    return _jsonl_run(path, _blocks(io.BytesIO(raw), b""), overrides)
+
+
+def _loads_or_none(line: bytes) -> Any:
+    try:
+        return loads(line) if line else None
+    except (json.JSONDecodeError, RecursionError):
+        return None
 
 
 def _first_line(raw: bytes) -> tuple[bytes, int]:
-    """The first line that is not blank, and where the line after it starts (-1 when it is the last)."""
+    """The first line that is not blank, and where the line after it starts (-1 when none follows in `raw`)."""
     pos = 0
     while True:
         end = raw.find(b"\n", pos)
@@ -104,26 +118,33 @@ def _first_line(raw: bytes) -> tuple[bytes, int]:
         pos = end + 1
 
 
-def _chunks(raw: bytes) -> Iterator[bytes]:
-    """`raw` in pieces of about CHUNK_BYTES that end at a line end; trailing blank lines left out."""
-    end = len(raw)
-    while end and raw[end - 1] in _SPACE_BYTES:
-        end -= 1
-    start = 0
-    while start < end:
-        stop = raw.find(b"\n", min(start + CHUNK_BYTES, end), end)
-        stop = end if stop < 0 else stop
-        yield raw[start:stop]
-        start = stop + 1
+def _blocks(fh: BinaryIO, head: bytes) -> Iterator[bytes]:
+    """`head` and then the rest of `fh`, in blocks of whole lines (without their last line end) of about CHUNK_BYTES."""
+    carry = head
+    while True:
+        block = fh.read(CHUNK_BYTES)
+        if not block:
+            carry = carry.rstrip()  # the final line end and any blank lines after it
+            if carry:
+                yield carry
+            return
+        if carry:
+            block = carry + block
+        cut = block.rfind(b"\n")
+        if cut < 0:
+            carry = block
+            continue
+        yield block[:cut]
+        carry = block[cut + 1:]
 
 
-def _jsonl_run(path: Path, raw: bytes, overrides: RoleOverrides) -> Run:
-    """JSON Lines, parsed and turned into columns a chunk at a time (see the module docstring)."""
+def _jsonl_run(path: Path, blocks: Iterable[bytes], overrides: RoleOverrides) -> Run:
+    """JSON Lines, parsed and turned into columns a block of lines at a time (see the module docstring)."""
     columns = RecordColumns()
     bad: list[int] = []  # file line numbers
     lines_before = lines_read = not_objects = 0
-    for chunk in _chunks(raw):
-        lines = chunk.split(b"\n")
+    for block in blocks:
+        lines = block.split(b"\n")
         try:
             records = list(map(orjson.loads, lines))
             lines_read += len(lines)
@@ -143,7 +164,7 @@ def _jsonl_run(path: Path, raw: bytes, overrides: RoleOverrides) -> Run:
             not_objects += len(records) - len(objects)
             records = objects
         columns.add(records)
-        del records, lines  # freed while this chunk's objects are still in cache
+        del records, lines  # freed while this block's objects are still in cache
     notes: list[str] = []
     if bad or not_objects:
         if columns.n_rows < 0.5 * lines_read:
