@@ -113,6 +113,7 @@ class _Snapshot:
     layout: _Layout
     samples: list[Tensor]
     grad_norms: Tensor | None  # per parameter at the sampled step, for the frozen check
+    weight_norms: Tensor | None = None  # per parameter, when the samples are whole parameters read by weight_readings
 
 
 def _per_layer(prefix: str, names: list[str], suffix: str) -> tuple[str, ...]:
@@ -133,6 +134,7 @@ class ParameterReader:
         self._layout: _Layout | None = None
         self._sharding: Sharding | None = None
         self._unsupported: Exception | None = None  # a sharding the readings cannot add up
+        self._weight_norms: tuple[_Layout, Tensor] | None = None  # the last weight_readings' local norms
 
     @property
     def sharded(self) -> bool:
@@ -240,6 +242,7 @@ class ParameterReader:
         if not layout.params:
             return {}
         norms = _stack(torch._foreach_norm([local(p.detach()) for p in layout.params], 2, dtype=torch.float32))
+        self._weight_norms = (layout, norms)  # the snapshot taken next holds the same values: not read twice
         sq = norms.square()
         if self._sharding is not None:
             sq = self._sharding.sum_over_ranks(sq)
@@ -275,7 +278,11 @@ class ParameterReader:
                 samples = spare
             else:
                 samples = [v.detach().clone() for v in views]
-        self._snapshot = _Snapshot(step, layout, samples, grad_norms)
+        # Whole parameters just read by weight_readings: their norms are the snapshot's norms.
+        known = self._weight_norms
+        whole = known is not None and known[0] is layout and all(_stride(v.numel()) == 1 for v in views)
+        self._weight_norms = None
+        self._snapshot = _Snapshot(step, layout, samples, grad_norms, known[1] if whole else None)
 
     def has_snapshot(self) -> bool:
         return self._snapshot is not None
@@ -299,11 +306,15 @@ class ParameterReader:
             keep = [i for i, (a, b) in enumerate(zip(now, snap.samples)) if a.shape == b.shape and a.dtype == b.dtype]
             everything = len(keep) == len(now)
             old = snap.samples if everything else [snap.samples[i] for i in keep]
-            weight_norms = torch._foreach_norm(old, 2, dtype=torch.float32)
+            weight_norms = None if everything and snap.weight_norms is not None else torch._foreach_norm(old, 2, dtype=torch.float32)
             # The snapshot becomes the (negated) update in place: no model-sized temporary.
             torch._foreach_sub_(old, now if everything else [now[i] for i in keep])
             # Squared weight and update norms, (2, P), in one stack.
-            sq = _stack(weight_norms + torch._foreach_norm(old, 2, dtype=torch.float32)).view(2, -1).square()
+            if weight_norms is None:
+                diff = _stack(torch._foreach_norm(old, 2, dtype=torch.float32))
+                sq = torch.stack([snap.weight_norms, diff.to(snap.weight_norms.device)]).square()
+            else:
+                sq = _stack(weight_norms + torch._foreach_norm(old, 2, dtype=torch.float32)).view(2, -1).square()
             if self._sharding is not None:  # shard shapes do not change between steps: every rank keeps the same
                 sq = self._sharding.sum_over_ranks(sq, keep)
         self._spare = snap.samples if keep_buffers else []
