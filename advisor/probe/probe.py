@@ -57,15 +57,12 @@ class Probe:
             readings from probe.step() arguments only.
         run: the run directory; the store is `run/run.db` (advisor.runstore).
         every: sample every `every`-th step for the expensive readings; scalars go in every step.
-        representation_every: how often the representation readings of `embeddings` and `views`
-            (effective rank, variance shares, covariance energy, norms and cosines: D x D covariance
-            pieces and two eigen-decompositions, which cost more than all other readings of a small
-            model together) are taken, in steps, rounded up to a multiple of `every`. Default
-            max(every, REPRESENTATION_EVERY = 5): with every >= 5 they come on every sampled step;
-            with every=1 every other reading (activations, gradients, weights, updates, logits,
-            non-finite counts of the embeddings too) still comes every step and these every 5th.
-            Pass representation_every=1 to read them on every sampled step. Forced samples
-            (sample_next()) read them too. The value is in the store's meta.
+        representation_every: steps between representation readings of `embeddings`/`views` (D x D
+            covariance pieces and two eigen-decompositions: the costliest family on a small model, a
+            third of a sampled step on the benchmark MLP), rounded up to a multiple of `every`. Default
+            max(every, REPRESENTATION_EVERY = 5): every sampled step when every >= 5; with every=1 all
+            other readings still come every step and these every 5th. representation_every=1 reads
+            them on every sampled step; forced samples (sample_next()) read them; the value is in the meta.
         embedding_names: step() arguments read as representations (default just "embeddings").
         codebook_size: size of the VQ codebook for `codes` (else inferred from the largest code).
         activations / gradients / weights / hardware: switch families off.

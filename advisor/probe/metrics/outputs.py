@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 
 import torch
 from torch import Tensor
@@ -58,32 +60,31 @@ def logit_stats(logits: Tensor, targets: Tensor | None = None) -> Stats:
     if stride > 1:
         x = x[::stride]
         t = t[::stride] if t is not None else None
-    device = x.device
-    hist = torch.zeros(n_classes, dtype=torch.float64, device=device)
-    entropy_sum = torch.zeros((), dtype=torch.float64, device=device)
-    confidence_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.float64, device=device)
-    n_targets = torch.zeros((), dtype=torch.float64, device=device)
-    n = torch.zeros((), dtype=torch.float64, device=device)
+    hist = torch.zeros(n_classes, dtype=torch.float64, device=x.device)
+    # Per-chunk sums, added up at the end (a batch of one chunk, the usual case, adds nothing).
+    parts: list[tuple[Tensor, ...]] = []
     chunk = max(1, LOGIT_CHUNK_ELEMENTS // n_classes)
     for start in range(0, x.shape[0], chunk):
         xc = x[start : start + chunk].float()
         finite = torch.isfinite(xc).all(1)
-        xc = torch.where(finite.unsqueeze(1), xc, torch.zeros_like(xc))
+        xc = torch.where(finite.unsqueeze(1), xc, 0.0)
         logp = torch.log_softmax(xc, dim=-1)
         p = logp.exp()
-        entropy = -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1)
+        entropy = -torch.where(p > 0, p * logp, 0.0).sum(-1)
         w = finite.double()
         pred = xc.argmax(-1)
         hist.index_add_(0, pred, w)
-        entropy_sum += (entropy.double() * w).sum()
-        confidence_sum += (p.max(-1).values.double() * w).sum()
-        n += w.sum()
+        part = ((entropy.double() * w).sum(), (p.max(-1).values.double() * w).sum(), w.sum())
         if t is not None:
             tc = t[start : start + chunk]
             valid = finite & (tc >= 0) & (tc < n_classes)
-            correct += ((pred == tc) & valid).double().sum()
-            n_targets += valid.double().sum()
+            part += (((pred == tc) & valid).double().sum(), valid.double().sum())
+        parts.append(part)
+    if not parts:  # no rows
+        parts.append(tuple(torch.zeros((), dtype=torch.float64, device=x.device) for _ in range(5)))
+    entropy_sum, confidence_sum, n, *target_sums = (functools.reduce(operator.add, sums) for sums in zip(*parts))
+    if t is not None:
+        correct, n_targets = target_sums
     stats: Stats = {
         "n": n,
         "hist": hist,
