@@ -11,12 +11,12 @@ invented entry ids, and all of them at once.
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Callable, Iterator
 
 import pytest
+from loopback import LoopbackServer
 
 from advisor.explain import explain, render_markdown, render_text, stream_explain
 from advisor.explain.render import HEADING_CHECKED
@@ -108,7 +108,7 @@ def _chunk(content: str | None, finish: str | None = None) -> str:
     return json.dumps({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 
 
-class HostileServer:
+class HostileServer(LoopbackServer):
     """Answers every chat completion with `self.pattern`'s answer to the request's own data block."""
 
     PIECE = 5  # characters per streamed event, so sentences, ids and commands arrive split
@@ -143,22 +143,13 @@ class HostileServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self._serve(Handler)
 
 
 @pytest.fixture(scope="module")
 def hostile() -> Iterator[HostileServer]:
-    s = HostileServer()
-    s.thread.start()
-    yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
+    with HostileServer().running() as s:
+        yield s
 
 
 def _options(server: HostileServer) -> dict:

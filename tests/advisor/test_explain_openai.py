@@ -9,10 +9,11 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Iterator
 
 import pytest
+from loopback import LoopbackServer
 
 from advisor.explain import explain, stream_explain
 from advisor.explain.backends.openai_compat import OpenAICompatBackend
@@ -58,7 +59,7 @@ def _chunk(delta: dict, finish: str | None = None) -> str:
                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 
 
-class ChatServer:
+class ChatServer(LoopbackServer):
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.script: list[Reply] = []
@@ -107,22 +108,13 @@ class ChatServer:
                     self.wfile.write(f"data: {payload}\n\n".encode())
                     self.wfile.flush()
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self._serve(Handler)
 
 
 @pytest.fixture
 def server() -> Iterator[ChatServer]:
-    s = ChatServer()
-    s.thread.start()
-    yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
+    with ChatServer().running() as s:
+        yield s
 
 
 def _explain(server: ChatServer, **options):
